@@ -1,0 +1,175 @@
+// `lkc op` end to end: a good run reproduces the reference, and every kind of bad input exits
+// non-zero with a message naming the problem (never an abort or a silent success).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "runtime/safetensors.h"
+#include "tests/kernel_harness.h"
+
+#ifndef LKC_BINARY
+#error "LKC_BINARY must name the lkc executable"
+#endif
+
+namespace lkc::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+    int code;
+    std::string out, err;
+};
+
+class LkcOp : public testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = fs::temp_directory_path() /
+               ("lkc_op_test_" + std::to_string(::getpid()) + "_" +
+                testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::create_directories(dir_);
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+    Result lkc(const std::string& args) const {
+        const std::string out = path("stdout.txt"), err = path("stderr.txt");
+        const std::string cmd = std::string(LKC_BINARY) + " " + args + " >" + out + " 2>" + err;
+        const int status = std::system(cmd.c_str());
+        Result r;
+        r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        r.out = slurp(out);
+        r.err = slurp(err);
+        return r;
+    }
+
+    static std::string slurp(const std::string& p) {
+        std::ifstream f(p);
+        std::stringstream s;
+        s << f.rdbuf();
+        return s.str();
+    }
+
+    fs::path dir_;
+};
+
+const char* kWl = "dwconv2d:fwd:n2c20h9w11:k7x7:f32";
+
+TEST_F(LkcOp, ForwardMatchesReference) {
+    const Workload w = parse_workload(kWl);
+    const auto in = make_inputs(w, Data::SmallInt, 2);
+    write_safetensors(path("in.safetensors"), in);
+    const Result r = lkc(std::string("op ") + kWl + " --inputs " + path("in.safetensors") +
+                         " --outputs " + path("out.safetensors") + " --verbose");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find("kernel dwconv2d_fwd"), std::string::npos) << r.err;
+    const SafetensorsFile out = read_safetensors(path("out.safetensors"));
+    ASSERT_TRUE(out.tensors.count("y"));
+    EXPECT_EQ(out.tensors.at("y").shape(), (Shape{2, 20, 9, 11}));
+    const Mismatch m = compare(out.tensors.at("y"), reference(w, in).at("y"), nullptr, 0);
+    EXPECT_EQ(m.count, 0u);
+}
+
+TEST_F(LkcOp, BackwardWeightWritesDwAndDb) {
+    const std::string wl = "dwconv2d:bwd_weight:n1c17h10w9:k5x5:s2";
+    const Workload w = parse_workload(wl);
+    const auto in = make_inputs(w, Data::SmallInt, 4);
+    write_safetensors(path("in.safetensors"), in);
+    const Result r = lkc("op " + wl + " --inputs " + path("in.safetensors") + " --outputs " +
+                         path("out.safetensors"));
+    ASSERT_EQ(r.code, 0) << r.err;
+    const SafetensorsFile out = read_safetensors(path("out.safetensors"));
+    const auto want = reference(w, in);
+    EXPECT_EQ(compare(out.tensors.at("dw"), want.at("dw"), nullptr, 0).count, 0u);
+    EXPECT_EQ(compare(out.tensors.at("db"), want.at("db"), nullptr, 0).count, 0u);
+}
+
+TEST_F(LkcOp, MissingTensorIsNamed) {
+    const Workload w = parse_workload(kWl);
+    auto in = make_inputs(w, Data::SmallInt, 2);
+    in.erase("w");
+    write_safetensors(path("in.safetensors"), in);
+    const Result r = lkc(std::string("op ") + kWl + " --inputs " + path("in.safetensors") +
+                         " --outputs " + path("out.safetensors"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("missing input tensor 'w'"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(path("out.safetensors")));
+}
+
+TEST_F(LkcOp, WrongShapeIsNamed) {
+    const Workload w = parse_workload(kWl);
+    auto in = make_inputs(w, Data::SmallInt, 2);
+    in["x"] = Tensor(DType::F32, {2, 20, 9, 12});
+    write_safetensors(path("in.safetensors"), in);
+    const Result r = lkc(std::string("op ") + kWl + " --inputs " + path("in.safetensors") +
+                         " --outputs " + path("out.safetensors"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("'x' has shape [2, 20, 9, 12], expected [2, 20, 9, 11]"),
+              std::string::npos)
+        << r.err;
+}
+
+TEST_F(LkcOp, TruncatedFileIsRejected) {
+    const Workload w = parse_workload(kWl);
+    write_safetensors(path("in.safetensors"), make_inputs(w, Data::SmallInt, 2));
+    fs::resize_file(path("in.safetensors"), fs::file_size(path("in.safetensors")) - 100);
+    const Result r = lkc(std::string("op ") + kWl + " --inputs " + path("in.safetensors") +
+                         " --outputs " + path("out.safetensors"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("in.safetensors"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(path("out.safetensors")));
+}
+
+TEST_F(LkcOp, CorruptHeaderIsRejected) {
+    std::ofstream f(path("bad.safetensors"), std::ios::binary);
+    const uint64_t n = 16;
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f << "{\"x\": {\"dtype\":";  // 16 bytes of broken JSON
+    f.close();
+    const Result r = lkc(std::string("op ") + kWl + " --inputs " + path("bad.safetensors") +
+                         " --outputs " + path("out.safetensors"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("bad.safetensors"), std::string::npos) << r.err;
+}
+
+TEST_F(LkcOp, MissingFileIsNamed) {
+    const Result r = lkc(std::string("op ") + kWl + " --inputs " + path("nope.safetensors") +
+                         " --outputs " + path("out.safetensors"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("nope.safetensors"), std::string::npos) << r.err;
+}
+
+TEST_F(LkcOp, UnknownDeviceIsRejected) {
+    write_safetensors(path("in.safetensors"), make_inputs(parse_workload(kWl), Data::SmallInt, 2));
+    const Result r = lkc(std::string("op ") + kWl + " --inputs " + path("in.safetensors") +
+                         " --outputs " + path("out.safetensors") + " --device tpu");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("unknown device 'tpu'"), std::string::npos) << r.err;
+}
+
+TEST_F(LkcOp, BadWorkloadIsRejected) {
+    write_safetensors(path("in.safetensors"), make_inputs(parse_workload(kWl), Data::SmallInt, 2));
+    const Result r = lkc("op dwconv2d:fwd:n2c20h9w11:k6x7 --inputs " + path("in.safetensors") +
+                         " --outputs " + path("out.safetensors"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("even"), std::string::npos) << r.err;
+}
+
+// A device that is absent: a clear error and exit 1, not an abort (CUDA has no driver here).
+TEST_F(LkcOp, AbsentDeviceIsAnError) {
+    write_safetensors(path("in.safetensors"), make_inputs(parse_workload(kWl), Data::SmallInt, 2));
+    const Result r = lkc(std::string("op ") + kWl + " --inputs " + path("in.safetensors") +
+                         " --outputs " + path("out.safetensors") + " --device cuda");
+    if (r.code == 0) GTEST_SKIP() << "a CUDA device exists here";
+    EXPECT_EQ(r.code, 1) << r.err;
+    EXPECT_NE(r.err.find("failed on device 'cuda'"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(path("out.safetensors")));
+}
+
+}  // namespace
+}  // namespace lkc::test
