@@ -34,10 +34,14 @@ void schedule_corr_gpu(CorrStages& s, const DwParams& p, const Target& t) {
         .unroll(s.r.z);
 
     // Input strip for one kernel row, loaded cooperatively with the same thread shape.
+    // Both strip dims are split by the block's thread shape so the work-group size stays
+    // 16 x tile x gpu_rows whatever stride and dilation make the strip's extent.
+    Var syo("syo"), syi("syi");
     s.xp.compute_at(s.acc, s.r.x)
         .split(x, sxo, sxi, p.tile, TailStrategy::GuardWithIf)
-        .reorder(ci, sxi, y, sxo)
-        .gpu_threads(ci, sxi, y);
+        .split(y, syo, syi, p.gpu_rows, TailStrategy::GuardWithIf)
+        .reorder(ci, sxi, syi, sxo, syo)
+        .gpu_threads(ci, sxi, syi);
 
     s.wp.compute_root().reorder(ci, s.wp.args()[1], s.wp.args()[2], s.wp.args()[3]);
     s.wp.gpu_blocks(s.wp.args()[2], s.wp.args()[3]).gpu_threads(ci);
