@@ -19,7 +19,7 @@
 #include "runtime/dwconv2d.h"
 #include "runtime/tensor.h"
 #include "runtime/workload.h"
-#include "tests/reference/dwconv_ref.h"
+#include "runtime/reference_dwconv.h"
 
 namespace lkc::test {
 
@@ -58,23 +58,7 @@ inline std::vector<double> to_double(const Tensor& t, bool absolute = false) {
 // Reference outputs (and, with absolute=true, the sum of |terms| for each output element).
 inline std::map<std::string, std::vector<double>> reference(
     const Workload& w, const std::map<std::string, Tensor>& in, bool absolute = false) {
-    auto get = [&](const char* n) { return to_double(in.at(n), absolute); };
-    std::map<std::string, std::vector<double>> r;
-    switch (w.pass) {
-        case Pass::Fwd:
-            r["y"] = ref::dwconv_fwd(get("x"), get("w"), in.count("b") ? get("b") : std::vector<double>{},
-                                     w.n, w.c, w.h, w.w, w.kh, w.kw, w.stride, w.dilation);
-            break;
-        case Pass::BwdData:
-            r["dx"] = ref::dwconv_bwd_data(get("dy"), get("w"), w.n, w.c, w.h, w.w, w.kh, w.kw,
-                                           w.stride, w.dilation);
-            break;
-        case Pass::BwdWeight:
-            ref::dwconv_bwd_weight(get("x"), get("dy"), w.n, w.c, w.h, w.w, w.kh, w.kw, w.stride,
-                                   w.dilation, &r["dw"], &r["db"]);
-            break;
-    }
-    return r;
+    return ref::dwconv2d_reference(w, in, absolute);
 }
 
 struct Mismatch {

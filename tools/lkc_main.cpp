@@ -2,10 +2,13 @@
 //
 //   lkc op <workload> --inputs IN.safetensors --outputs OUT.safetensors [--device cpu|opencl|cuda]
 //          [--kernel NAME] [--repeat K] [--verbose]
+//   lkc example <workload> -o IN.safetensors [--seed N]   random inputs with the right names/shapes
 //   lkc kernels                      list the compiled kernel variants
 //   lkc version
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <random>
 #include <cstdio>
 #include <iostream>
 #include <vector>
@@ -13,6 +16,7 @@
 #include "CLI/CLI.hpp"
 #include "runtime/device.h"
 #include "runtime/dwconv2d.h"
+#include "runtime/reference_dwconv.h"
 #include "runtime/registry.h"
 #include "runtime/safetensors.h"
 #include "runtime/workload.h"
@@ -27,7 +31,50 @@ struct OpArgs {
     std::string workload, inputs, outputs, device = "cpu", kernel;
     int repeat = 1;
     bool verbose = false;
+    bool check = false;
 };
+
+// One line per output: shape, mean, min, max and the first values.
+void print_summary(const std::string& name, const lkc::Tensor& t) {
+    const float* p = t.data<float>();
+    double sum = 0, lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < t.numel(); ++i) {
+        sum += p[i];
+        lo = std::min<double>(lo, p[i]);
+        hi = std::max<double>(hi, p[i]);
+    }
+    std::printf("  %-3s %-20s mean %+.5f  min %+.4f  max %+.4f  first [", name.c_str(),
+                lkc::shape_to_string(t.shape()).c_str(), t.numel() ? sum / t.numel() : 0.0, lo,
+                hi);
+    for (int64_t i = 0; i < std::min<int64_t>(4, t.numel()); ++i)
+        std::printf("%s%+.4f", i ? ", " : "", p[i]);
+    std::printf("%s]\n", t.numel() > 4 ? ", ..." : "");
+}
+
+// --check: compares with the naive double-precision reference; the bound is 1e-5 x the sum of
+// |terms| per element (fp32 rounding of a K*K-term sum). Returns false when outside it.
+bool check_against_reference(const lkc::Workload& w,
+                             const std::map<std::string, lkc::Tensor>& in,
+                             const std::map<std::string, lkc::Tensor>& out) {
+    const auto ref = lkc::ref::dwconv2d_reference(w, in);
+    const auto mag = lkc::ref::dwconv2d_reference(w, in, /*absolute=*/true);
+    bool ok = true;
+    for (const auto& [name, want] : ref) {
+        const float* got = out.at(name).data<float>();
+        double worst = 0, worst_rel = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+            const double err = std::fabs(got[i] - want[i]);
+            worst = std::max(worst, err);
+            worst_rel = std::max(worst_rel, err / (mag.at(name)[i] + 1e-30));
+        }
+        const bool pass = worst_rel <= 1e-5;
+        ok = ok && pass;
+        std::printf("  check %-3s vs double reference: max |err| %.3g, max |err|/sum|terms| %.3g "
+                    "(bound 1e-5): %s\n",
+                    name.c_str(), worst, worst_rel, pass ? "ok" : "FAILED");
+    }
+    return ok;
+}
 
 int run_op(const OpArgs& a) {
     const lkc::Workload w = lkc::parse_workload(a.workload);
@@ -54,6 +101,7 @@ int run_op(const OpArgs& a) {
         times.push_back(std::chrono::duration<double>(t1 - t0).count());
     }
     std::map<std::string, lkc::Tensor> out = runner.outputs();
+    // Bias is optional: the reference and the outputs treat a missing b as zeros.
     lkc::write_safetensors(a.outputs, out, {{"workload", lkc::to_string(w)},
                                             {"kernel", runner.kernel().name},
                                             {"device", lkc::device_name(dev)}});
@@ -63,11 +111,33 @@ int run_op(const OpArgs& a) {
                 "%.1f useful\n",
                 lkc::to_string(w).c_str(), lkc::device_name(dev), runner.kernel().name, med * 1e3,
                 a.repeat, w.nominal_flops() / med * 1e-9, w.useful_flops() / med * 1e-9);
-    for (const auto& [name, t] : out) {
-        std::printf("  %s %s -> %s\n", name.c_str(), lkc::shape_to_string(t.shape()).c_str(),
-                    a.outputs.c_str());
-    }
+    for (const auto& [name, t] : out) print_summary(name, t);
+    std::printf("  written to %s\n", a.outputs.c_str());
+    bool ok = true;
+    if (a.check) ok = check_against_reference(w, in.tensors, out);
     lkc::release_device(dev);
+    return ok ? 0 : 3;
+}
+
+int write_example(const std::string& workload, const std::string& path, uint32_t seed) {
+    const lkc::Workload w = lkc::parse_workload(workload);
+    if (w.op != lkc::Op::DwConv2d) {
+        throw std::invalid_argument(std::string("op '") + lkc::op_name(w.op) +
+                                    "' has no kernels in this build yet (available: dwconv2d)");
+    }
+    std::mt19937 g(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::map<std::string, lkc::Tensor> in;
+    for (const auto& [name, shape] : lkc::dwconv2d_input_shapes(w)) {
+        lkc::Tensor t(lkc::DType::F32, shape);
+        for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(g);
+        in[name] = t;
+    }
+    lkc::write_safetensors(path, in, {{"workload", lkc::to_string(w)}, {"seed", std::to_string(seed)}});
+    std::printf("wrote %s:", path.c_str());
+    for (const auto& [name, t] : in)
+        std::printf(" %s %s", name.c_str(), lkc::shape_to_string(t.shape()).c_str());
+    std::printf("\n");
     return 0;
 }
 
@@ -98,6 +168,16 @@ int main(int argc, char** argv) {
     op_cmd->add_option("--repeat", op.repeat, "run the kernel K times and report the median")
         ->capture_default_str();
     op_cmd->add_flag("--verbose,-v", op.verbose, "say which kernel variant runs and why");
+    op_cmd->add_flag("--check", op.check,
+                     "compare with the naive double-precision reference (exit 3 if outside bound)");
+
+    std::string ex_workload, ex_out;
+    uint32_t ex_seed = 1;
+    CLI::App* ex_cmd =
+        app.add_subcommand("example", "write random inputs (x, w, b, dy as needed) for a workload");
+    ex_cmd->add_option("workload", ex_workload, "workload string")->required();
+    ex_cmd->add_option("-o,--output", ex_out, "safetensors file to write")->required();
+    ex_cmd->add_option("--seed", ex_seed, "random seed")->capture_default_str();
 
     app.add_subcommand("kernels", "list the compiled kernel variants");
     app.add_subcommand("version", "print the lkc version");
@@ -110,6 +190,7 @@ int main(int argc, char** argv) {
 
     try {
         if (app.got_subcommand("op")) return run_op(op);
+        if (app.got_subcommand("example")) return write_example(ex_workload, ex_out, ex_seed);
         if (app.got_subcommand("kernels")) return list_kernels();
         if (app.got_subcommand("version")) {
             std::printf("lkc %s\n", LKC_VERSION);

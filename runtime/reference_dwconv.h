@@ -8,7 +8,12 @@
 // All functions throw std::invalid_argument on non-positive sizes or mismatched vector lengths.
 #pragma once
 
+#include <map>
+#include <string>
 #include <vector>
+
+#include "runtime/tensor.h"
+#include "runtime/workload.h"
 
 namespace lkc {
 namespace ref {
@@ -29,6 +34,13 @@ std::vector<double> dwconv_bwd_data(const std::vector<double>& dy, const std::ve
 void dwconv_bwd_weight(const std::vector<double>& x, const std::vector<double>& dy, int N, int C,
                        int H, int W, int Kh, int Kw, int s, int d, std::vector<double>* dw,
                        std::vector<double>* db);
+
+
+// Tensor-level entry for a dwconv2d workload: inputs by file name (x, w, b, dy; F32), outputs by
+// name (y | dx | dw, db) in double. absolute=true runs on |inputs|, giving per element the sum of
+// |terms|, the scale of fp32 rounding error.
+std::map<std::string, std::vector<double>> dwconv2d_reference(
+    const Workload& w, const std::map<std::string, Tensor>& inputs, bool absolute = false);
 
 }  // namespace ref
 }  // namespace lkc

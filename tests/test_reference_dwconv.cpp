@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/reference/dwconv_ref.h"
+#include "runtime/reference_dwconv.h"
 
 namespace lkc {
 namespace ref {
