@@ -49,18 +49,24 @@ function(lkc_add_kernel)
             set(LKC_PTX_FILES "${LKC_PTX_FILES};${lib}:${${lib}_ptx}" CACHE INTERNAL "")
         endif ()
         set(LKC_KERNEL_LIBS "${LKC_KERNEL_LIBS};${lib}" CACHE INTERNAL "")
-        # Registry row: generator, library, family, tile, chunk (0 = not a parameter).
+        # Registry row: generator, library, family, tile, chunk (0 = not a parameter), pixels, stage.
         set(tile 0)
         set(chunk 0)
+        set(pixels 0)
+        set(stage 1)
         foreach (kv IN LISTS ARG_PARAMS)
             if (kv MATCHES "^tile=([0-9]+)$")
                 set(tile ${CMAKE_MATCH_1})
             elseif (kv MATCHES "^chunk=([0-9]+)$")
                 set(chunk ${CMAKE_MATCH_1})
+            elseif (kv MATCHES "^pixels=true$")
+                set(pixels 1)
+            elseif (kv MATCHES "^stage=false$")
+                set(stage 0)
             endif ()
         endforeach ()
         set(LKC_KERNEL_ENTRIES
-            "${LKC_KERNEL_ENTRIES};LKC_KERNEL(${ARG_GENERATOR}, ${lib}, ${fam}, ${tile}, ${chunk})"
+            "${LKC_KERNEL_ENTRIES};LKC_KERNEL(${ARG_GENERATOR}, ${lib}, ${fam}, ${tile}, ${chunk}, ${pixels}, ${stage})"
             CACHE INTERNAL "")
     endforeach ()
 endfunction()

@@ -1,8 +1,32 @@
-# The AOT kernel variants (see lkc_kernels.cmake). Naming: <generator>_t<tile>c<chunk>.
-# Tile/chunk choices: chunk = kernel columns unrolled per step, so the chunk that divides the
-# kernel width best wastes fewest zero taps (5 for 51x5 / 5x5, 7 for 7x7 and 13x13 -> 14, 8 for
-# 31 -> 32 and 51 -> 56). Tile 7 serves maps of width 7, 14 and 28 with fewer padding columns.
-lkc_add_kernel(NAME dwconv2d_fwd_t14c8 GENERATOR dwconv2d_fwd PARAMS tile=14 chunk=8)
-lkc_add_kernel(NAME dwconv2d_bwd_data_t14c8 GENERATOR dwconv2d_bwd_data PARAMS tile=14 chunk=8)
+# The AOT kernel variants (see lkc_kernels.cmake). Naming: <generator>_t<tile>c<chunk>[_px].
+#
+# Forward / backward-data: tile = output columns in registers, chunk = kernel columns unrolled per
+# step; _ns = no staged input copy (masked loads at the borders; short kernels). The chunk that divides the kernel width best wastes fewest zero taps (8: 31 -> 32, 51 -> 56,
+# 63 -> 64; 7: 7, 13 -> 14, 27 -> 28; 5: 5x5, 51x5, 29 -> 30; 3: 3x3; 1: 1x1). _px variants reduce
+# over input pixels (kernels wider than the map). Backward-weight: tile = kernel columns in
+# registers, chunk = output columns unrolled per step.
+# The registry (runtime/registry.cpp) picks the variant with the least estimated work.
+# GPU builds: one variant per generator (tile/chunk there only shape thread blocks).
+
+foreach (pass IN ITEMS fwd bwd_data)
+    lkc_add_kernel(NAME dwconv2d_${pass}_t14c8 GENERATOR dwconv2d_${pass} PARAMS tile=14 chunk=8)
+    foreach (c IN ITEMS 7 5 3 1)
+        lkc_add_kernel(NAME dwconv2d_${pass}_t14c${c} GENERATOR dwconv2d_${pass}
+                       PARAMS tile=14 chunk=${c} FAMILIES cpu)
+    endforeach ()
+    # Unstaged (masked border loads) for short kernels.
+    foreach (c IN ITEMS 7 5 3)
+        lkc_add_kernel(NAME dwconv2d_${pass}_t14c${c}_ns GENERATOR dwconv2d_${pass}
+                       PARAMS tile=14 chunk=${c} stage=false FAMILIES cpu)
+    endforeach ()
+    lkc_add_kernel(NAME dwconv2d_${pass}_t14c8_px GENERATOR dwconv2d_${pass}
+                   PARAMS tile=14 chunk=8 pixels=true FAMILIES cpu)
+    lkc_add_kernel(NAME dwconv2d_${pass}_t7c8_px GENERATOR dwconv2d_${pass}
+                   PARAMS tile=7 chunk=8 pixels=true FAMILIES cpu)
+endforeach ()
 lkc_add_kernel(NAME dwconv2d_bwd_data_strided GENERATOR dwconv2d_bwd_data_strided)
 lkc_add_kernel(NAME dwconv2d_bwd_weight_t12c8 GENERATOR dwconv2d_bwd_weight PARAMS tile=12 chunk=8)
+foreach (t IN ITEMS 8 7 5 3 1)
+    lkc_add_kernel(NAME dwconv2d_bwd_weight_t${t}c8 GENERATOR dwconv2d_bwd_weight
+                   PARAMS tile=${t} chunk=8 FAMILIES cpu)
+endforeach ()

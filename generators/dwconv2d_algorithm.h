@@ -62,6 +62,34 @@ inline Correlation correlate(const Func& xp, const Func& wp, const ConvGeom& g, 
     return {acc, r};
 }
 
+// The same correlation reduced over *input* pixels instead of kernel taps (stride s, dilation 1):
+//
+// acc(ci, t, jt, y, cb, n) = init + sum over input rows p, input column chunks qc, lanes qi of
+//     wp(ci, q - j*s + pw, p - y*s + ph, cb) * xp(ci, q, p, cb, n),   q = qc*chunk + qi, j = jt*tile + t
+//
+// For kernels wider than the map (31x31 on 14x14) every tap it computes reads a real pixel; the
+// tap form would compute whole kernel-column chunks, most of them padding. wp must be zero for
+// columns outside [0, kw) (pack_weights does this). Per chunk: chunk input vectors and
+// chunk + (tile - 1) * s weight vectors feed tile * chunk FMAs, the same ratio as the tap form.
+inline Correlation correlate_pixels(const Func& xp, const Func& wp, const ConvGeom& g, int tile,
+                                    int chunk, Expr init, const std::string& name) {
+    Var ci("ci"), t("t"), jt("jt"), y("y"), cb("cb"), n("n");
+    Expr nchunks = (g.in_w + (chunk - 1)) / chunk;
+    RDom r(0, g.in_h, 0, nchunks, 0, chunk, name + "_r");
+    Expr p = r.x, qc = r.y, qi = r.z;
+    Expr u = p - y * g.stride + g.ph;
+    // Kernel columns this chunk meets over the whole tile: v = q - j*s + pw.
+    Expr v_hi = qc * chunk + chunk - 1 - jt * tile * g.stride + g.pw;
+    Expr v_lo = qc * chunk - (jt * tile + tile - 1) * g.stride + g.pw;
+    r.where(u >= 0 && u < g.kh && v_hi >= 0 && v_lo < g.kw);
+    Func acc(name);
+    acc(ci, t, jt, y, cb, n) = init;
+    Expr q = qc * chunk + qi;
+    Expr v = q - (jt * tile + t) * g.stride + g.pw;
+    acc(ci, t, jt, y, cb, n) += wp(ci, v, u, cb) * xp(ci, q, p, cb, n);
+    return {acc, r};
+}
+
 // Zero-extended fp32 view of a blocked activation buffer (x and y dims bounded).
 template <typename B>
 Func zero_extended(const B& in, const std::string& name) {
@@ -82,7 +110,7 @@ Func pack_weights(const B& w, int chunk, bool flip, const std::string& name) {
     Expr ch = cb * kLanes + ci;
     Expr vv = flip ? kw - 1 - v : v;
     Expr uu = flip ? kh - 1 - u : u;
-    Expr ok = v < kw && ch < c;
+    Expr ok = v >= 0 && v < kw && ch < c;
     Func f(name);
     f(ci, v, u, cb) =
         select(ok, cast<float>(w(clamp(vv, 0, kw - 1), clamp(uu, 0, kh - 1), 0, clamp(ch, 0, c - 1))),

@@ -7,9 +7,20 @@
 namespace lkc::gen {
 namespace {
 
-sched::DwParams params_of(int tile, int chunk, int gpu_rows, bool par_rows) {
+// The register tile is sized for 32 zmm registers (AVX-512). On AVX2 (16 ymm) and SSE (16 xmm) a
+// 16-lane vector takes 2 or 4 registers, so the tile shrinks by that factor; otherwise LLVM spills
+// heavily and the pixel-form kernels took minutes to compile per target.
+int tile_for(const Target& t, int tile) {
+    if (t.has_gpu_feature() || t.has_feature(Target::AVX512)) return tile;
+    return std::max(1, t.has_feature(Target::AVX2) ? tile / 2 : tile / 4);
+}
+
+sched::DwParams params_of(const Target& t, int tile, int chunk, int gpu_rows, bool par_rows,
+                          bool pixels = false, bool stage = true) {
     sched::DwParams p;
-    p.tile = tile;
+    p.pixels = pixels;
+    p.stage = stage;
+    p.tile = tile_for(t, tile);
     p.chunk = chunk;
     p.gpu_rows = gpu_rows;
     p.par_rows = par_rows;
@@ -40,6 +51,11 @@ public:
     GeneratorParam<int> tile{"tile", 14, 1, 64};
     GeneratorParam<int> chunk{"chunk", 8, 1, 64};
     GeneratorParam<int> gpu_rows{"gpu_rows", 4, 1, 64};
+    // Reduce over input pixels instead of kernel taps (dilation 1 only; for kernels wider than
+    // the map). See correlate_pixels.
+    GeneratorParam<bool> pixels{"pixels", false};
+    // Stage a zero-extended copy of the input per task (see schedules/cpu).
+    GeneratorParam<bool> stage{"stage", true};
     GeneratorParam<bool> par_rows{"par_rows", true};
 
     Input<Buffer<void, 5>> input{"input"};    // x, blocked (16, W, H, ceil(C/16), N)
@@ -57,7 +73,7 @@ public:
     }
 
     void generate() {
-        const sched::DwParams p = params_of(tile, chunk, gpu_rows, par_rows);
+        const sched::DwParams p = params_of(get_target(), tile, chunk, gpu_rows, par_rows, pixels, stage);
         Var ci("ci"), x("x"), y("y"), cb("cb"), n("n"), c("c");
         ConvGeom g;
         g.kw = weight.dim(0).extent();
@@ -77,7 +93,9 @@ public:
         s.bp(ci, cb) = select(cb * kLanes + ci < nc,
                               cast<float>(bias(clamp(cb * kLanes + ci, 0, nc - 1))), 0.0f);
         Var t("t"), jt("jt");
-        Correlation corr = correlate(s.xp, s.wp, g, p.tile, p.chunk, s.bp(ci, cb), "acc");
+        Correlation corr =
+            pixels ? correlate_pixels(s.xp, s.wp, g, p.tile, p.chunk, s.bp(ci, cb), "acc")
+                   : correlate(s.xp, s.wp, g, p.tile, p.chunk, s.bp(ci, cb), "acc");
         s.acc = corr.acc;
         s.r = corr.r;
         s.output = Func("out");
@@ -119,6 +137,11 @@ public:
     GeneratorParam<int> tile{"tile", 14, 1, 64};
     GeneratorParam<int> chunk{"chunk", 8, 1, 64};
     GeneratorParam<int> gpu_rows{"gpu_rows", 4, 1, 64};
+    // Reduce over input pixels instead of kernel taps (dilation 1 only; for kernels wider than
+    // the map). See correlate_pixels.
+    GeneratorParam<bool> pixels{"pixels", false};
+    // Stage a zero-extended copy of the input per task (see schedules/cpu).
+    GeneratorParam<bool> stage{"stage", true};
     GeneratorParam<bool> par_rows{"par_rows", true};
 
     Input<Buffer<void, 5>> dy{"dy"};          // blocked (16, W, H, ceil(C/16), N)
@@ -133,7 +156,7 @@ public:
     }
 
     void generate() {
-        const sched::DwParams p = params_of(tile, chunk, gpu_rows, par_rows);
+        const sched::DwParams p = params_of(get_target(), tile, chunk, gpu_rows, par_rows, pixels, stage);
         Var ci("ci"), x("x"), y("y"), cb("cb"), n("n");
         ConvGeom g;
         g.kw = weight.dim(0).extent();
@@ -148,7 +171,8 @@ public:
         sched::CorrStages s;
         s.xp = zero_extended(dy, "dyp");
         s.wp = pack_weights(weight, p.chunk, /*flip=*/true, "wp");
-        Correlation corr = correlate(s.xp, s.wp, g, p.tile, p.chunk, 0.0f, "acc");
+        Correlation corr = pixels ? correlate_pixels(s.xp, s.wp, g, p.tile, p.chunk, 0.0f, "acc")
+                                  : correlate(s.xp, s.wp, g, p.tile, p.chunk, 0.0f, "acc");
         s.acc = corr.acc;
         s.r = corr.r;
         dx(ci, x, y, cb, n) = cast(dx.type(), s.acc(ci, x % p.tile, x / p.tile, y, cb, n));
@@ -253,7 +277,9 @@ public:
     GeneratorParam<int> tile{"tile", 12, 1, 64};
     GeneratorParam<int> chunk{"chunk", 8, 1, 64};
     GeneratorParam<int> gpu_rows{"gpu_rows", 4, 1, 64};
-    GeneratorParam<bool> par_rows{"par_rows", true};
+    // Nested parallelism over kernel rows made tasks too small: 7x7 on 56x56 took 0.43 ms
+    // with it, 0.30 ms without (N1 C128, 2 threads); 14x14 maps 0.057 vs 0.035 ms.
+    GeneratorParam<bool> par_rows{"par_rows", false};
 
     Input<Buffer<void, 5>> input{"input"};  // x, blocked (16, W, H, ceil(C/16), N)
     Input<Buffer<void, 5>> dy{"dy"};        // blocked (16, OW, OH, ceil(C/16), N)
@@ -272,7 +298,7 @@ public:
     }
 
     void generate() {
-        const sched::DwParams p = params_of(tile, chunk, gpu_rows, par_rows);
+        const sched::DwParams p = params_of(get_target(), tile, chunk, gpu_rows, par_rows);
         const int V = p.tile, J = p.chunk;
         Var ci("ci"), vi("vi"), vt("vt"), u("u"), cb("cb"), n("n"), v("v"), c("c"), z("z");
         Expr kh = kernel_h, kw = kernel_w;

@@ -1,5 +1,6 @@
 #include "runtime/registry.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -26,20 +27,88 @@ Device device_of(const std::string& fam) {
 
 std::vector<KernelInfo> build_table() {
     std::vector<KernelInfo> t;
-#define LKC_KERNEL(gen, lib, fam, tile, chunk)                                              \
+#define LKC_KERNEL(gen, lib, fam, tile, chunk, pixels, stage)                              \
     t.push_back(KernelInfo{kind_of(#gen), #gen, #lib, device_of(#fam), tile, chunk,         \
-                           reinterpret_cast<void*>(&lib)});
+                           pixels != 0, stage != 0, reinterpret_cast<void*>(&lib)});
 #include "lkc_kernel_table.inc"
 #undef LKC_KERNEL
     return t;
 }
 
-// Fraction of computed work that is real: the chunked dimension is padded to whole chunks and the
-// tiled dimension to whole tiles.
-double fill_ratio(int extent, int block) {
-    if (block <= 0) return 1.0;
-    int padded = (extent + block - 1) / block * block;
-    return double(extent) / double(padded);
+// Estimated cost of running w with variant k: multiply-adds the variant computes per output row
+// (kernel rows are trimmed exactly by every variant, so they cancel), weighted by its loads per
+// FMA. Tap form: per tile of `tile` output columns, every `chunk`-wide kernel-column chunk whose
+// input range meets the image. Pixel form: every `chunk`-wide input-column chunk that meets the
+// kernel. Backward weight: per `tile`-wide kernel-column tile, every `chunk`-wide output-column
+// chunk whose input range meets the image.
+double estimated_cost(const KernelInfo& k, const Workload& w) {
+    const int s = w.stride, d = w.dilation, W = w.w, OW = w.out_w();
+    const int pw = d * (w.kw - 1) / 2;
+    const int T = k.tile, C = k.chunk;
+    double fmas = 0;
+    double loads_per_fma = 0;
+    switch (k.kind) {
+        case KernelKind::DwFwd:
+        case KernelKind::DwBwdData: {
+            const int tiles = (OW + T - 1) / T;
+            if (k.pixels) {
+                const int nq = (W + C - 1) / C;
+                for (int jt = 0; jt < tiles; ++jt)
+                    for (int qc = 0; qc < nq; ++qc) {
+                        const int v_hi = qc * C + C - 1 - jt * T * s + pw;
+                        const int v_lo = qc * C - (jt * T + T - 1) * s + pw;
+                        if (v_hi >= 0 && v_lo < w.kw) fmas += double(T) * C;
+                    }
+                loads_per_fma = double(C + C + (T - 1) * s) / (double(T) * C);
+            } else {
+                const int nv = (w.kw + C - 1) / C;
+                for (int jt = 0; jt < tiles; ++jt)
+                    for (int vc = 0; vc < nv; ++vc) {
+                        const int x_lo = jt * T * s + vc * C * d - pw;
+                        const int x_hi = (jt * T + T - 1) * s + (vc * C + C - 1) * d - pw;
+                        if (x_hi >= 0 && x_lo < W) fmas += double(T) * C;
+                    }
+                loads_per_fma = double(C + (T - 1) * s + (C - 1) * d + 1) / (double(T) * C);
+            }
+            break;
+        }
+        case KernelKind::DwBwdWeight: {
+            const int nv = (w.kw + T - 1) / T, nj = (OW + C - 1) / C;
+            for (int vt = 0; vt < nv; ++vt)
+                for (int jc = 0; jc < nj; ++jc) {
+                    const int x_lo = jc * C * s + vt * T * d - pw;
+                    const int x_hi = (jc * C + C - 1) * s + (vt * T + T - 1) * d - pw;
+                    if (x_hi >= 0 && x_lo < W) fmas += double(T) * C;
+                }
+            loads_per_fma = double(C + (C - 1) * s + (T - 1) * d + 1) / (double(T) * C);
+            break;
+        }
+        case KernelKind::DwBwdDataStrided:
+            // Generic gather: every tap, one weight and one input load per FMA.
+            return 1e30;
+    }
+    // Kernel rows that land inside the image, averaged over output rows (every variant trims
+    // the others exactly).
+    double rows = 0;
+    for (int i = 0; i < w.out_h(); ++i)
+        for (int u = 0; u < w.kh; ++u) {
+            const int iy = i * s + u * d - d * (w.kh - 1) / 2;
+            rows += (iy >= 0 && iy < w.h) ? 1 : 0;
+        }
+    rows /= std::max(1, w.out_h());
+    // One zmm FMA per cycle on Zen 4; ~1.5 zmm loads per cycle. Loads beyond that ratio stall.
+    double cost = rows * fmas * (1.0 + std::max(0.0, loads_per_fma - 0.5));
+    if (k.kind == KernelKind::DwFwd || k.kind == KernelKind::DwBwdData) {
+        // Per output row: staging copies the zero-extended input once per task (~8 cycles per
+        // vector, amortised over the output rows); without it every load of a partly padded chunk
+        // is masked (~0.5 of a load extra). Fitted to 56x56 runs: 7x7 is faster unstaged, 51x5
+        // and 31x31 staged.
+        const int ph = d * (w.kh - 1) / 2;
+        const double copy =
+            8.0 * (W + 2.0 * pw + T) * (w.h + 2.0 * ph) / std::max(1, w.out_h());
+        cost += k.stage ? copy : 0.5 * loads_per_fma * rows * fmas;
+    }
+    return cost;
 }
 }  // namespace
 
@@ -51,8 +120,9 @@ const std::vector<KernelInfo>& all_kernels() {
 bool kernel_supports(const KernelInfo& k, const Workload& w) {
     if (w.op != Op::DwConv2d || w.dtype != ElemType::F32) return false;
     switch (k.kind) {
-        case KernelKind::DwFwd: return w.pass == Pass::Fwd;
-        case KernelKind::DwBwdData: return w.pass == Pass::BwdData && w.stride == 1;
+        case KernelKind::DwFwd: return w.pass == Pass::Fwd && (!k.pixels || w.dilation == 1);
+        case KernelKind::DwBwdData:
+            return w.pass == Pass::BwdData && w.stride == 1 && (!k.pixels || w.dilation == 1);
         case KernelKind::DwBwdDataStrided: return w.pass == Pass::BwdData;
         case KernelKind::DwBwdWeight: return w.pass == Pass::BwdWeight;
     }
@@ -61,25 +131,13 @@ bool kernel_supports(const KernelInfo& k, const Workload& w) {
 
 const KernelInfo& select_kernel(const Workload& w, Device d, const std::string& preferred) {
     const KernelInfo* best = nullptr;
-    double best_score = -1;
+    double best_score = 0;
     for (const KernelInfo& k : all_kernels()) {
         if (k.device != d || !kernel_supports(k, w)) continue;
         if (!preferred.empty() && preferred == k.name) return k;
-        double score;
-        switch (k.kind) {
-            case KernelKind::DwFwd:
-            case KernelKind::DwBwdData:
-                score = fill_ratio(w.kw, k.chunk) * fill_ratio(w.out_w(), k.tile);
-                break;
-            case KernelKind::DwBwdWeight:
-                score = fill_ratio(w.kw, k.tile) * fill_ratio(w.out_w(), k.chunk);
-                break;
-            default:
-                score = 0.01;  // generic path: only when nothing specialised supports w
-        }
-        // Ties go to the larger register tile (more FMAs per load).
-        score += 1e-3 * k.tile / 64.0;
-        if (score > best_score) {
+        // Lower cost wins; ties go to the larger register tile.
+        const double score = -estimated_cost(k, w) + 1e-3 * k.tile;
+        if (!best || score > best_score) {
             best_score = score;
             best = &k;
         }

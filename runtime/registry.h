@@ -22,6 +22,8 @@ struct KernelInfo {
     Device device;
     int tile;   // 0 when not a parameter of the generator
     int chunk;
+    bool pixels;  // reduces over input pixels (dilation 1; kernels wider than the map)
+    bool stage;   // copies a zero-extended input per task (else masked loads at the borders)
     void* fn;   // the AOT entry point, cast by the caller according to kind
 };
 

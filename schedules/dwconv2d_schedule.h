@@ -16,6 +16,9 @@ struct DwParams {
     int chunk = 8;       // kernel columns (fwd) or output columns (bwd_weight) unrolled per step
     int gpu_rows = 4;    // GPU: output rows per block (threads in y)
     bool par_rows = true;  // CPU: also parallelise over output rows inside a (n, channel-block)
+    int rows_per_task = 8; // CPU: output rows per parallel task when par_rows
+    bool pixels = false;   // the accumulator reduces over input pixels (dilation is 1)
+    bool stage = true;     // CPU fwd/bwd_data: copy the zero-extended input per task
 };
 
 // Stages of the forward / stride-1 backward-data pipeline.
