@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -110,12 +110,18 @@ std::vector<lkc::Workload> make_grid(bool quick) {
 }
 
 lkc::bench::DwProblem to_problem(const lkc::Workload& w) {
-    lkc::bench::DwProblem p{w.n, w.c, w.h, w.w, w.kh, w.kw, w.stride, w.dilation,
-                            lkc::bench::DwProblem::Fwd};
+    lkc::bench::DwProblem p{
+        w.n, w.c, w.h, w.w, w.kh, w.kw, w.stride, w.dilation, lkc::bench::DwProblem::Fwd};
     switch (w.pass) {
-        case lkc::Pass::Fwd: p.pass = lkc::bench::DwProblem::Fwd; break;
-        case lkc::Pass::BwdData: p.pass = lkc::bench::DwProblem::BwdData; break;
-        case lkc::Pass::BwdWeight: p.pass = lkc::bench::DwProblem::BwdWeight; break;
+        case lkc::Pass::Fwd:
+            p.pass = lkc::bench::DwProblem::Fwd;
+            break;
+        case lkc::Pass::BwdData:
+            p.pass = lkc::bench::DwProblem::BwdData;
+            break;
+        case lkc::Pass::BwdWeight:
+            p.pass = lkc::bench::DwProblem::BwdWeight;
+            break;
     }
     return p;
 }
@@ -247,8 +253,7 @@ void run_lkc_row(benchmark::State& state, Row& row) {
     double partner_seconds = 0;
     std::string error;
     for (auto _ : state) {
-        const bool pair =
-            d && (ratios.empty() || partner_seconds < kPairBudget * g_opt.min_time);
+        const bool pair = d && (ratios.empty() || partner_seconds < kPairBudget * g_opt.min_time);
         const bool partner_first = pair && ratios.size() % 2 == 1;
         double t_dnn = 0;
         if (partner_first) {
@@ -327,7 +332,7 @@ void run_onednn_row(benchmark::State& state, Row& row) {
 // ---- console: only the median line of each row (and the first error) ---------------------------
 
 class MedianConsoleReporter : public benchmark::ConsoleReporter {
-public:
+  public:
     using benchmark::ConsoleReporter::ConsoleReporter;
     void ReportRuns(const std::vector<Run>& runs) override {
         std::vector<Run> keep;
@@ -344,7 +349,7 @@ public:
         if (!keep.empty()) benchmark::ConsoleReporter::ReportRuns(keep);
     }
 
-private:
+  private:
     std::string last_error_;
 };
 
@@ -499,11 +504,13 @@ void print_summary(FILE* out, const std::vector<Result>& results, size_t grid_wo
     measured.erase(std::unique(measured.begin(), measured.end()), measured.end());
 
     std::fflush(stdout);
-    std::fprintf(out, "\n== bench_dwconv2d summary: lkc vs oneDNN (%s shapes, %zu of %zu workloads "
-                      "measured) ==\n",
+    std::fprintf(out,
+                 "\n== bench_dwconv2d summary: lkc vs oneDNN (%s shapes, %zu of %zu workloads "
+                 "measured) ==\n",
                  g_opt.shapes.c_str(), measured.size(), grid_workloads);
-    std::fprintf(out, "FMA peak %.1f GFLOP/s (%s, %d threads); ratio = lkc time / oneDNN time, "
-                      "median of interleaved pairs\n",
+    std::fprintf(out,
+                 "FMA peak %.1f GFLOP/s (%s, %d threads); ratio = lkc time / oneDNN time, "
+                 "median of interleaved pairs\n",
                  g_opt.peak_gflops, g_opt.isa.c_str(), g_opt.threads);
     if (lkc_errors) std::fprintf(out, "lkc rows that failed (SkipWithError): %d\n", lkc_errors);
     std::fprintf(out, "\n%-11s %20s %20s %10s %8s\n", "pass", "geomean ratio (rows)",
@@ -538,12 +545,11 @@ void print_summary(FILE* out, const std::vector<Result>& results, size_t grid_wo
     line("bwd_weight: min useful GFLOP/s, Kh*Kw >= 7x7", bwdw_gflops, 100.0, ">= 100", " ");
     for (lkc::Pass pass : passes) {
         const int p = static_cast<int>(pass);
-        const std::string what = std::string("7x7 d3 ") + lkc::pass_name(pass) +
-                                 ": min speed-up vs oneDNN (geomean " +
-                                 (dil_speedup[p].count
-                                      ? num(std::exp(dil_log_sum[p] / dil_speedup[p].count), 1)
-                                      : std::string("-")) +
-                                 ")";
+        const std::string what =
+            std::string("7x7 d3 ") + lkc::pass_name(pass) + ": min speed-up vs oneDNN (geomean " +
+            (dil_speedup[p].count ? num(std::exp(dil_log_sum[p] / dil_speedup[p].count), 1)
+                                  : std::string("-")) +
+            ")";
         line(what.c_str(), dil_speedup[p], 5.0, ">= 5x", "x");
     }
     std::fflush(out);
@@ -571,7 +577,8 @@ bool is_false(const char* v) {
 void print_help() {
     std::printf(
         "bench_dwconv2d: lkc depth-wise conv kernels vs oneDNN (same process, 2 threads)\n"
-        "  --shapes=full|quick   full: the 168-workload issue grid (default); quick: N1 C128 56x56\n"
+        "  --shapes=full|quick   full: the 168-workload issue grid (default); quick: N1 C128 "
+        "56x56\n"
         "                        {7x7, 31x31, 7x7 d3} x {fwd, bwd_data, bwd_weight}\n"
         "  --csv=FILE            per-row results (default bench_dwconv2d.csv; --csv= disables)\n"
         "  Google Benchmark defaults changed here: --benchmark_min_time=%g (timed seconds per\n"
@@ -615,8 +622,10 @@ bool parse_own_flags(int* argc, char** argv) {
         char* end = nullptr;
         g_opt.min_time = std::strtod(v, &end);
         if (*v == '\0' || *end != '\0' || !(g_opt.min_time > 0)) {
-            std::fprintf(stderr, "bench_dwconv2d: --benchmark_min_time wants seconds > 0 (plain "
-                                 "number in Google Benchmark 1.7), got '%s'\n", v);
+            std::fprintf(stderr,
+                         "bench_dwconv2d: --benchmark_min_time wants seconds > 0 (plain "
+                         "number in Google Benchmark 1.7), got '%s'\n",
+                         v);
             return false;
         }
     } else {
@@ -682,8 +691,9 @@ int main(int argc, char** argv) {
     const char* hl = std::getenv("HL_NUM_THREADS");
     g_opt.threads = std::max(1, std::atoi(omp ? omp : "2"));
     if (hl && std::atoi(hl) != g_opt.threads)
-        std::fprintf(stderr, "bench_dwconv2d: warning: HL_NUM_THREADS=%s but OMP_NUM_THREADS=%s: "
-                             "lkc and oneDNN do not use the same number of threads\n",
+        std::fprintf(stderr,
+                     "bench_dwconv2d: warning: HL_NUM_THREADS=%s but OMP_NUM_THREADS=%s: "
+                     "lkc and oneDNN do not use the same number of threads\n",
                      hl, omp);
 
     if (!list_only) {
@@ -730,7 +740,8 @@ int main(int argc, char** argv) {
         int opts = benchmark::ConsoleReporter::OO_None;
         if (use_color) opts |= benchmark::ConsoleReporter::OO_Color;
         if (tabular) opts |= benchmark::ConsoleReporter::OO_Tabular;
-        MedianConsoleReporter reporter(static_cast<benchmark::ConsoleReporter::OutputOptions>(opts));
+        MedianConsoleReporter reporter(
+            static_cast<benchmark::ConsoleReporter::OutputOptions>(opts));
         benchmark::RunSpecifiedBenchmarks(&reporter);
     } else {
         benchmark::RunSpecifiedBenchmarks();
@@ -744,10 +755,11 @@ int main(int argc, char** argv) {
         const double start_peak = g_opt.peak_gflops;
         const double end_peak = lkc::bench::measure_fma_peak_gflops(g_opt.threads);
         g_opt.peak_gflops = std::max(start_peak, end_peak);
-        std::fprintf(stderr,
-                     "bench_dwconv2d: FMA peak at the end %.1f GFLOP/s (start %.1f); CSV and summary "
-                     "use %.1f\n",
-                     end_peak, start_peak, g_opt.peak_gflops);
+        std::fprintf(
+            stderr,
+            "bench_dwconv2d: FMA peak at the end %.1f GFLOP/s (start %.1f); CSV and summary "
+            "use %.1f\n",
+            end_peak, start_peak, g_opt.peak_gflops);
         for (Result& r : results)
             r.pct_peak = g_opt.peak_gflops > 0 ? 100.0 * r.useful_gflops / g_opt.peak_gflops : kNaN;
         if (!g_opt.csv.empty()) {

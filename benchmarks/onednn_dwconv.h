@@ -20,7 +20,7 @@ struct DwProblem {
 const char* dw_pass_name(DwProblem::Pass pass);
 
 class OnednnDwconv {
-public:
+  public:
     // Creates engine(cpu, 0), stream, the primitive desc (formats `any`; backward passes use a
     // forward_training desc as hint), the memories, and fills the inputs with deterministic
     // pseudo-random data in [-1, 1). Throws dnnl::error / std::invalid_argument on failure.
@@ -51,7 +51,7 @@ public:
     // oneDNN's chosen layouts as "src:<tag> wei:<tag> dst:<tag>" (dims/strides summary).
     std::string layouts() const;
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

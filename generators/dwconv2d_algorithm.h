@@ -24,16 +24,17 @@ constexpr int kLanes = 16;  // channels per block
 
 // Shape and convolution parameters shared by every pass, as Halide Exprs.
 struct ConvGeom {
-    Expr kh, kw;        // kernel extent
-    Expr stride, dil;   // runtime stride and dilation
-    Expr ph, pw;        // "same" padding: dil * (k - 1) / 2
-    Expr in_h, in_w;    // input (x) spatial extent
+    Expr kh, kw;       // kernel extent
+    Expr stride, dil;  // runtime stride and dilation
+    Expr ph, pw;       // "same" padding: dil * (k - 1) / 2
+    Expr in_h, in_w;   // input (x) spatial extent
 };
 
 // Register-blocked correlation over an explicit tile dimension.
 //
 // acc(ci, t, jt, y, cb, n) = init + sum over kernel rows u, column chunks vc, chunk lanes vi of
-//     wp(ci, vc*chunk + vi, u, cb) * xp(ci, (jt*tile + t)*s + (vc*chunk + vi)*d - pw, y*s + u*d - ph, cb, n)
+//     wp(ci, vc*chunk + vi, u, cb) * xp(ci, (jt*tile + t)*s + (vc*chunk + vi)*d - pw, y*s + u*d -
+//     ph, cb, n)
 //
 // The tile index jt is a pure dimension so the RDom predicate can name it: a kernel row whose
 // input row is outside the image is skipped exactly, and a column chunk whose whole input range
@@ -44,8 +45,8 @@ struct Correlation {
     RDom r;    // (u, vc, vi)
 };
 
-inline Correlation correlate(const Func& xp, const Func& wp, const ConvGeom& g, int tile,
-                             int chunk, Expr init, const std::string& name) {
+inline Correlation correlate(const Func& xp, const Func& wp, const ConvGeom& g, int tile, int chunk,
+                             Expr init, const std::string& name) {
     Var ci("ci"), t("t"), jt("jt"), y("y"), cb("cb"), n("n");
     Expr nchunks = (g.kw + (chunk - 1)) / chunk;
     RDom r(0, g.kh, 0, nchunks, 0, chunk, name + "_r");
@@ -65,7 +66,8 @@ inline Correlation correlate(const Func& xp, const Func& wp, const ConvGeom& g, 
 // The same correlation reduced over *input* pixels instead of kernel taps (stride s, dilation 1):
 //
 // acc(ci, t, jt, y, cb, n) = init + sum over input rows p, input column chunks qc, lanes qi of
-//     wp(ci, q - j*s + pw, p - y*s + ph, cb) * xp(ci, q, p, cb, n),   q = qc*chunk + qi, j = jt*tile + t
+//     wp(ci, q - j*s + pw, p - y*s + ph, cb) * xp(ci, q, p, cb, n),   q = qc*chunk + qi, j =
+//     jt*tile + t
 //
 // For kernels wider than the map (31x31 on 14x14) every tap it computes reads a real pixel; the
 // tap form would compute whole kernel-column chunks, most of them padding. wp must be zero for
@@ -112,9 +114,9 @@ Func pack_weights(const B& w, int chunk, bool flip, const std::string& name) {
     Expr uu = flip ? kh - 1 - u : u;
     Expr ok = v >= 0 && v < kw && ch < c;
     Func f(name);
-    f(ci, v, u, cb) =
-        select(ok, cast<float>(w(clamp(vv, 0, kw - 1), clamp(uu, 0, kh - 1), 0, clamp(ch, 0, c - 1))),
-               0.0f);
+    f(ci, v, u, cb) = select(
+        ok, cast<float>(w(clamp(vv, 0, kw - 1), clamp(uu, 0, kh - 1), 0, clamp(ch, 0, c - 1))),
+        0.0f);
     (void)chunk;
     return f;
 }

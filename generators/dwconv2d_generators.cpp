@@ -45,7 +45,7 @@ void constrain_blocked(B& b) {
 }
 
 class DwConv2dFwd : public Generator<DwConv2dFwd> {
-public:
+  public:
     // Storage type of every buffer (f32 now; f16/bf16 later), accumulation is always f32.
     GeneratorParam<Type> storage{"storage", Float(32)};
     GeneratorParam<int> tile{"tile", 14, 1, 64};
@@ -63,7 +63,8 @@ public:
     Input<Buffer<void, 1>> bias{"bias"};      // [C]; pass zeros for "no bias"
     Input<int> stride{"stride", 1, 1, 2};
     Input<int> dilation{"dilation", 1, 1, 7};
-    Output<Buffer<void, 5>> output{"output"};  // y, blocked (16, ceil(W/s), ceil(H/s), ceil(C/16), N)
+    Output<Buffer<void, 5>> output{
+        "output"};  // y, blocked (16, ceil(W/s), ceil(H/s), ceil(C/16), N)
 
     void configure() {
         input.set_type(storage);
@@ -73,7 +74,8 @@ public:
     }
 
     void generate() {
-        const sched::DwParams p = params_of(get_target(), tile, chunk, gpu_rows, par_rows, pixels, stage);
+        const sched::DwParams p =
+            params_of(get_target(), tile, chunk, gpu_rows, par_rows, pixels, stage);
         Var ci("ci"), x("x"), y("y"), cb("cb"), n("n"), c("c");
         ConvGeom g;
         g.kw = weight.dim(0).extent();
@@ -99,8 +101,7 @@ public:
         s.acc = corr.acc;
         s.r = corr.r;
         s.output = Func("out");
-        output(ci, x, y, cb, n) =
-            cast(output.type(), s.acc(ci, x % p.tile, x / p.tile, y, cb, n));
+        output(ci, x, y, cb, n) = cast(output.type(), s.acc(ci, x % p.tile, x / p.tile, y, cb, n));
         s.output = output;
         s.stride = stride;
         s.dil = dilation;
@@ -131,7 +132,7 @@ public:
 // Backward data, stride 1: dx = correlation of dy with the kernel rotated by 180 degrees, same
 // padding (ph' = d*(Kh-1) - ph = ph for odd kernels), so it reuses the forward tile.
 class DwConv2dBwdData : public Generator<DwConv2dBwdData> {
-public:
+  public:
     // Storage type of every buffer (f32 now; f16/bf16 later), accumulation is always f32.
     GeneratorParam<Type> storage{"storage", Float(32)};
     GeneratorParam<int> tile{"tile", 14, 1, 64};
@@ -156,7 +157,8 @@ public:
     }
 
     void generate() {
-        const sched::DwParams p = params_of(get_target(), tile, chunk, gpu_rows, par_rows, pixels, stage);
+        const sched::DwParams p =
+            params_of(get_target(), tile, chunk, gpu_rows, par_rows, pixels, stage);
         Var ci("ci"), x("x"), y("y"), cb("cb"), n("n");
         ConvGeom g;
         g.kw = weight.dim(0).extent();
@@ -204,7 +206,7 @@ public:
 // dx[i] = sum over taps u with (i + ph - u*d) divisible by s of w[u] * dy[(i + ph - u*d) / s].
 // Used for stride 2 (the models' 3x3 down-sampling convs); not the large-kernel fast path.
 class DwConv2dBwdDataStrided : public Generator<DwConv2dBwdDataStrided> {
-public:
+  public:
     // Storage type of every buffer (f32 now; f16/bf16 later), accumulation is always f32.
     GeneratorParam<Type> storage{"storage", Float(32)};
     GeneratorParam<int> gpu_rows{"gpu_rows", 4, 1, 64};
@@ -271,7 +273,7 @@ public:
 // with `chunk` output columns unrolled (a sliding window: chunk + tile - 1 input vectors feed
 // chunk * tile FMAs). Rows and column chunks that only read padding are skipped.
 class DwConv2dBwdWeight : public Generator<DwConv2dBwdWeight> {
-public:
+  public:
     // Storage type of every buffer (f32 now; f16/bf16 later), accumulation is always f32.
     GeneratorParam<Type> storage{"storage", Float(32)};
     GeneratorParam<int> tile{"tile", 12, 1, 64};

@@ -22,9 +22,12 @@ extern "C" void lkc_halide_error(void* /*user_context*/, const char* msg) {
 
 const char* device_name(Device d) {
     switch (d) {
-        case Device::Cpu: return "cpu";
-        case Device::OpenCL: return "opencl";
-        case Device::Cuda: return "cuda";
+        case Device::Cpu:
+            return "cpu";
+        case Device::OpenCL:
+            return "opencl";
+        case Device::Cuda:
+            return "cuda";
     }
     return "?";
 }

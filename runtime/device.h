@@ -15,7 +15,7 @@ const char* device_name(Device d);  // "cpu", "opencl", "cuda"
 Device parse_device(const std::string& s);
 
 class KernelError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

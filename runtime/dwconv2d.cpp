@@ -83,21 +83,26 @@ Tensor from_blocked(const Blocked& b, int64_t c) {
 }
 
 std::map<std::string, Shape> dwconv2d_input_shapes(const Workload& w) {
-    const Shape x{w.n, w.c, w.h, w.w}, y{w.n, w.c, w.out_h(), w.out_w()},
-        k{w.c, 1, w.kh, w.kw};
+    const Shape x{w.n, w.c, w.h, w.w}, y{w.n, w.c, w.out_h(), w.out_w()}, k{w.c, 1, w.kh, w.kw};
     switch (w.pass) {
-        case Pass::Fwd: return {{"x", x}, {"w", k}, {"b", {w.c}}};
-        case Pass::BwdData: return {{"dy", y}, {"w", k}};
-        case Pass::BwdWeight: return {{"x", x}, {"dy", y}};
+        case Pass::Fwd:
+            return {{"x", x}, {"w", k}, {"b", {w.c}}};
+        case Pass::BwdData:
+            return {{"dy", y}, {"w", k}};
+        case Pass::BwdWeight:
+            return {{"x", x}, {"dy", y}};
     }
     return {};
 }
 
 std::map<std::string, Shape> dwconv2d_output_shapes(const Workload& w) {
     switch (w.pass) {
-        case Pass::Fwd: return {{"y", {w.n, w.c, w.out_h(), w.out_w()}}};
-        case Pass::BwdData: return {{"dx", {w.n, w.c, w.h, w.w}}};
-        case Pass::BwdWeight: return {{"dw", {w.c, 1, w.kh, w.kw}}, {"db", {w.c}}};
+        case Pass::Fwd:
+            return {{"y", {w.n, w.c, w.out_h(), w.out_w()}}};
+        case Pass::BwdData:
+            return {{"dx", {w.n, w.c, w.h, w.w}}};
+        case Pass::BwdWeight:
+            return {{"dw", {w.c, 1, w.kh, w.kw}}, {"db", {w.c}}};
     }
     return {};
 }
@@ -177,9 +182,8 @@ void DwConv2dRunner::fill_random(uint32_t seed) {
         if (!b.data()) return;
         b.for_each_element([&](int ci, int x, int y, int cb, int n) {
             (void)x, (void)y, (void)n;
-            b(ci, x, y, cb, n) = (cb * kLanes + ci < w_.c)
-                                     ? std::uniform_real_distribution<float>(-1, 1)(g)
-                                     : 0.0f;
+            b(ci, x, y, cb, n) =
+                (cb * kLanes + ci < w_.c) ? std::uniform_real_distribution<float>(-1, 1)(g) : 0.0f;
         });
         b.set_host_dirty();
     };
@@ -199,18 +203,16 @@ void DwConv2dRunner::run() {
     int rc = 0;
     switch (k_->kind) {
         case KernelKind::DwFwd:
-            rc = reinterpret_cast<FwdFn>(k_->fn)(x_.raw_buffer(), wt_.raw_buffer(),
-                                                 b_.raw_buffer(), w_.stride, w_.dilation,
-                                                 out_.raw_buffer());
+            rc = reinterpret_cast<FwdFn>(k_->fn)(x_.raw_buffer(), wt_.raw_buffer(), b_.raw_buffer(),
+                                                 w_.stride, w_.dilation, out_.raw_buffer());
             break;
         case KernelKind::DwBwdData:
-            rc = reinterpret_cast<BwdDataFn>(k_->fn)(y_.raw_buffer(), wt_.raw_buffer(),
-                                                     w_.dilation, out_.raw_buffer());
+            rc = reinterpret_cast<BwdDataFn>(k_->fn)(y_.raw_buffer(), wt_.raw_buffer(), w_.dilation,
+                                                     out_.raw_buffer());
             break;
         case KernelKind::DwBwdDataStrided:
-            rc = reinterpret_cast<BwdDataStridedFn>(k_->fn)(y_.raw_buffer(), wt_.raw_buffer(),
-                                                            w_.stride, w_.dilation,
-                                                            out_.raw_buffer());
+            rc = reinterpret_cast<BwdDataStridedFn>(k_->fn)(
+                y_.raw_buffer(), wt_.raw_buffer(), w_.stride, w_.dilation, out_.raw_buffer());
             break;
         case KernelKind::DwBwdWeight:
             rc = reinterpret_cast<BwdWeightFn>(k_->fn)(x_.raw_buffer(), y_.raw_buffer(), w_.kh,

@@ -25,7 +25,7 @@ Blocked make_blocked(int n, int c, int h, int w);
 // A workload bound to a kernel variant and a device, with its buffers in the kernel's layout.
 // run() is one kernel call and nothing else (what the benchmark times).
 class DwConv2dRunner {
-public:
+  public:
     // `kernel_name` empty: select_kernel() picks. Throws std::invalid_argument for a workload the
     // kernels do not cover (op, dtype, device).
     DwConv2dRunner(const Workload& w, Device d, const std::string& kernel_name = "");
@@ -43,12 +43,12 @@ public:
     // Outputs in file layout: y | dx | dw, db.
     std::map<std::string, Tensor> outputs();
 
-private:
+  private:
     Workload w_;
     Device d_;
     const KernelInfo* k_;
-    Blocked x_, y_;                                  // x (fwd/bwd_weight input), y/dy, dx
-    Halide::Runtime::Buffer<float, 4> wt_, dwt_;     // [C,1,Kh,Kw] as (Kw, Kh, 1, C)
+    Blocked x_, y_;                               // x (fwd/bwd_weight input), y/dy, dx
+    Halide::Runtime::Buffer<float, 4> wt_, dwt_;  // [C,1,Kh,Kw] as (Kw, Kh, 1, C)
     Halide::Runtime::Buffer<float, 1> b_, db_;
     Blocked out_;
 };

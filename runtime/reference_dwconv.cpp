@@ -149,7 +149,6 @@ void dwconv_bwd_weight(const std::vector<double>& x, const std::vector<double>& 
     }
 }
 
-
 std::map<std::string, std::vector<double>> dwconv2d_reference(
     const Workload& w, const std::map<std::string, Tensor>& in, bool absolute) {
     auto get = [&](const char* name) {
@@ -162,12 +161,13 @@ std::map<std::string, std::vector<double>> dwconv2d_reference(
     std::map<std::string, std::vector<double>> r;
     switch (w.pass) {
         case Pass::Fwd:
-            r["y"] = dwconv_fwd(get("x"), get("w"), in.count("b") ? get("b") : std::vector<double>{},
-                                w.n, w.c, w.h, w.w, w.kh, w.kw, w.stride, w.dilation);
+            r["y"] =
+                dwconv_fwd(get("x"), get("w"), in.count("b") ? get("b") : std::vector<double>{},
+                           w.n, w.c, w.h, w.w, w.kh, w.kw, w.stride, w.dilation);
             break;
         case Pass::BwdData:
-            r["dx"] = dwconv_bwd_data(get("dy"), get("w"), w.n, w.c, w.h, w.w, w.kh, w.kw,
-                                      w.stride, w.dilation);
+            r["dx"] = dwconv_bwd_data(get("dy"), get("w"), w.n, w.c, w.h, w.w, w.kh, w.kw, w.stride,
+                                      w.dilation);
             break;
         case Pass::BwdWeight:
             dwconv_bwd_weight(get("x"), get("dy"), w.n, w.c, w.h, w.w, w.kh, w.kw, w.stride,

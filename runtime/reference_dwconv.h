@@ -35,7 +35,6 @@ void dwconv_bwd_weight(const std::vector<double>& x, const std::vector<double>& 
                        int H, int W, int Kh, int Kw, int s, int d, std::vector<double>* dw,
                        std::vector<double>* db);
 
-
 // Tensor-level entry for a dwconv2d workload: inputs by file name (x, w, b, dy; F32), outputs by
 // name (y | dx | dw, db) in double. absolute=true runs on |inputs|, giving per element the sum of
 // |terms|, the scale of fp32 rounding error.

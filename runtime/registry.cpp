@@ -27,9 +27,9 @@ Device device_of(const std::string& fam) {
 
 std::vector<KernelInfo> build_table() {
     std::vector<KernelInfo> t;
-#define LKC_KERNEL(gen, lib, fam, tile, chunk, pixels, stage)                              \
-    t.push_back(KernelInfo{kind_of(#gen), #gen, #lib, device_of(#fam), tile, chunk,         \
-                           pixels != 0, stage != 0, reinterpret_cast<void*>(&lib)});
+#define LKC_KERNEL(gen, lib, fam, tile, chunk, pixels, stage)                                    \
+    t.push_back(KernelInfo{kind_of(#gen), #gen, #lib, device_of(#fam), tile, chunk, pixels != 0, \
+                           stage != 0, reinterpret_cast<void*>(&lib)});
 #include "lkc_kernel_table.inc"
 #undef LKC_KERNEL
     return t;
@@ -41,6 +41,8 @@ std::vector<KernelInfo> build_table() {
 // input range meets the image. Pixel form: every `chunk`-wide input-column chunk that meets the
 // kernel. Backward weight: per `tile`-wide kernel-column tile, every `chunk`-wide output-column
 // chunk whose input range meets the image.
+}  // namespace
+
 double estimated_cost(const KernelInfo& k, const Workload& w) {
     const int s = w.stride, d = w.dilation, W = w.w, OW = w.out_w();
     const int pw = d * (w.kw - 1) / 2;
@@ -99,18 +101,20 @@ double estimated_cost(const KernelInfo& k, const Workload& w) {
     // One zmm FMA per cycle on Zen 4; ~1.5 zmm loads per cycle. Loads beyond that ratio stall.
     double cost = rows * fmas * (1.0 + std::max(0.0, loads_per_fma - 0.5));
     if (k.kind == KernelKind::DwFwd || k.kind == KernelKind::DwBwdData) {
-        // Per output row: staging copies the zero-extended input once per task (~8 cycles per
+        // Per output row: staging copies the zero-extended input once per task (~4 cycles per
         // vector, amortised over the output rows); without it every load of a partly padded chunk
-        // is masked (~0.5 of a load extra). Fitted to 56x56 runs: 7x7 is faster unstaged, 51x5
-        // and 31x31 staged.
+        // is masked (~1 load extra). The pixel form runs ~1.4x slower per computed tap than the
+        // tap form (5x51 on 56x56: 4.7 vs 3.3 ms for the same tap count), so it wins only where
+        // it skips far more taps (31x31 on 14x14: 0.12 vs 0.24 ms). Constants fitted to paired
+        // runs on the Zen 4 VM (docs/kernels.md); the autotuner (issue 4) replaces this guess.
         const int ph = d * (w.kh - 1) / 2;
         const double copy =
-            8.0 * (W + 2.0 * pw + T) * (w.h + 2.0 * ph) / std::max(1, w.out_h());
-        cost += k.stage ? copy : 0.5 * loads_per_fma * rows * fmas;
+            4.0 * (W + 2.0 * pw + T) * (w.h + 2.0 * ph) / std::max(1, w.out_h());
+        if (k.pixels) cost *= 1.4;
+        cost += k.stage ? copy : 1.0 * loads_per_fma * rows * fmas;
     }
     return cost;
 }
-}  // namespace
 
 const std::vector<KernelInfo>& all_kernels() {
     static const std::vector<KernelInfo> table = build_table();
@@ -120,11 +124,14 @@ const std::vector<KernelInfo>& all_kernels() {
 bool kernel_supports(const KernelInfo& k, const Workload& w) {
     if (w.op != Op::DwConv2d || w.dtype != ElemType::F32) return false;
     switch (k.kind) {
-        case KernelKind::DwFwd: return w.pass == Pass::Fwd && (!k.pixels || w.dilation == 1);
+        case KernelKind::DwFwd:
+            return w.pass == Pass::Fwd && (!k.pixels || w.dilation == 1);
         case KernelKind::DwBwdData:
             return w.pass == Pass::BwdData && w.stride == 1 && (!k.pixels || w.dilation == 1);
-        case KernelKind::DwBwdDataStrided: return w.pass == Pass::BwdData;
-        case KernelKind::DwBwdWeight: return w.pass == Pass::BwdWeight;
+        case KernelKind::DwBwdDataStrided:
+            return w.pass == Pass::BwdData;
+        case KernelKind::DwBwdWeight:
+            return w.pass == Pass::BwdWeight;
     }
     return false;
 }

@@ -20,11 +20,11 @@ struct KernelInfo {
     const char* generator;  // "dwconv2d_fwd"
     const char* name;       // "dwconv2d_fwd_t14c8_cpu": library and function name
     Device device;
-    int tile;   // 0 when not a parameter of the generator
+    int tile;  // 0 when not a parameter of the generator
     int chunk;
     bool pixels;  // reduces over input pixels (dilation 1; kernels wider than the map)
     bool stage;   // copies a zero-extended input per task (else masked loads at the borders)
-    void* fn;   // the AOT entry point, cast by the caller according to kind
+    void* fn;     // the AOT entry point, cast by the caller according to kind
 };
 
 // All compiled variants, in build-list order.
@@ -32,6 +32,10 @@ const std::vector<KernelInfo>& all_kernels();
 
 // Whether variant k can run workload w at all (pass, stride and device limits).
 bool kernel_supports(const KernelInfo& k, const Workload& w);
+
+// Estimated cost of running w with k (arbitrary units, lower is faster; infinite for the generic
+// gather). What select_kernel ranks by when no variant is named.
+double estimated_cost(const KernelInfo& k, const Workload& w);
 
 // Picks the variant for w on d. `preferred` (a variant name, e.g. from a tuning record) wins when
 // it exists and supports w; otherwise the heuristic order above. Throws std::invalid_argument if

@@ -15,9 +15,9 @@ struct DTypeInfo {
     size_t size;
 };
 constexpr DTypeInfo kDTypes[] = {
-    {DType::F32, "F32", 4}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
-    {DType::F64, "F64", 8}, {DType::I8, "I8", 1},   {DType::U8, "U8", 1},
-    {DType::I16, "I16", 2}, {DType::I32, "I32", 4}, {DType::I64, "I64", 8},
+    {DType::F32, "F32", 4},   {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
+    {DType::F64, "F64", 8},   {DType::I8, "I8", 1},   {DType::U8, "U8", 1},
+    {DType::I16, "I16", 2},   {DType::I32, "I32", 4}, {DType::I64, "I64", 8},
     {DType::Bool, "BOOL", 1},
 };
 
@@ -34,7 +34,8 @@ bool type_matches(DType d) {
     if constexpr (std::is_same_v<T, double>) return d == DType::F64;
     if constexpr (std::is_same_v<T, int32_t>) return d == DType::I32;
     if constexpr (std::is_same_v<T, int64_t>) return d == DType::I64;
-    if constexpr (std::is_same_v<T, uint16_t>) return d == DType::F16 || d == DType::BF16 || d == DType::I16;
+    if constexpr (std::is_same_v<T, uint16_t>)
+        return d == DType::F16 || d == DType::BF16 || d == DType::I16;
     if constexpr (std::is_same_v<T, uint8_t>) return d == DType::U8 || d == DType::Bool;
     if constexpr (std::is_same_v<T, int8_t>) return d == DType::I8;
     return false;
@@ -82,7 +83,8 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
     void* p = std::aligned_alloc(64, bytes);
     if (!p) throw std::bad_alloc();
     std::memset(p, 0, bytes);
-    data_ = std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
+    data_ =
+        std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
 }
 
 template <typename T>

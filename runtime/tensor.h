@@ -28,7 +28,7 @@ std::string shape_to_string(const Shape& s);
 int64_t shape_numel(const Shape& s);
 
 class Tensor {
-public:
+  public:
     Tensor() = default;
     // Allocates zero-filled storage.
     Tensor(DType dtype, Shape shape);
@@ -49,7 +49,7 @@ public:
     template <typename T>
     const T* data() const;
 
-private:
+  private:
     DType dtype_ = DType::F32;
     Shape shape_;
     int64_t numel_ = 0;

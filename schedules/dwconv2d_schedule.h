@@ -12,13 +12,14 @@ namespace lkc::sched {
 using namespace Halide;
 
 struct DwParams {
-    int tile = 14;       // output columns (fwd/bwd_data) or kernel columns (bwd_weight) per register tile
-    int chunk = 8;       // kernel columns (fwd) or output columns (bwd_weight) unrolled per step
-    int gpu_rows = 4;    // GPU: output rows per block (threads in y)
-    bool par_rows = true;  // CPU: also parallelise over output rows inside a (n, channel-block)
-    int rows_per_task = 8; // CPU: output rows per parallel task when par_rows
-    bool pixels = false;   // the accumulator reduces over input pixels (dilation is 1)
-    bool stage = true;     // CPU fwd/bwd_data: copy the zero-extended input per task
+    int tile =
+        14;  // output columns (fwd/bwd_data) or kernel columns (bwd_weight) per register tile
+    int chunk = 8;          // kernel columns (fwd) or output columns (bwd_weight) unrolled per step
+    int gpu_rows = 4;       // GPU: output rows per block (threads in y)
+    bool par_rows = true;   // CPU: also parallelise over output rows inside a (n, channel-block)
+    int rows_per_task = 8;  // CPU: output rows per parallel task when par_rows
+    bool pixels = false;    // the accumulator reduces over input pixels (dilation is 1)
+    bool stage = true;      // CPU fwd/bwd_data: copy the zero-extended input per task
 };
 
 // Stages of the forward / stride-1 backward-data pipeline.
@@ -34,15 +35,15 @@ struct CorrStages {
 
 // Stages of the backward-weight pipeline.
 struct WgradStages {
-    Func dw;    // (v, u, 0, c) file layout
-    Func db;    // (c)
-    Func part;  // (ci, v, u, cb, n) per-image partial gradient
-    Func gsum;  // (ci, v, u, cb) sum of part over images
-    Func dbsum; // (ci, cb)
-    Func acc;   // (ci, vi, vt, u, cb, n) register tile
-    RDom r;     // (i, jc, jj)
-    RDom rn;    // over n, reduces part into dw
-    RDom rdb;   // (j, i, n) for db
+    Func dw;     // (v, u, 0, c) file layout
+    Func db;     // (c)
+    Func part;   // (ci, v, u, cb, n) per-image partial gradient
+    Func gsum;   // (ci, v, u, cb) sum of part over images
+    Func dbsum;  // (ci, cb)
+    Func acc;    // (ci, vi, vt, u, cb, n) register tile
+    RDom r;      // (i, jc, jj)
+    RDom rn;     // over n, reduces part into dw
+    RDom rdb;    // (j, i, n) for db
     Func xp, dyp;
     Expr stride, dil;
 };

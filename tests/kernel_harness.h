@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "runtime/dwconv2d.h"
+#include "runtime/reference_dwconv.h"
 #include "runtime/tensor.h"
 #include "runtime/workload.h"
-#include "runtime/reference_dwconv.h"
 
 namespace lkc::test {
 
@@ -56,14 +56,15 @@ inline std::vector<double> to_double(const Tensor& t, bool absolute = false) {
 }
 
 // Reference outputs (and, with absolute=true, the sum of |terms| for each output element).
-inline std::map<std::string, std::vector<double>> reference(
-    const Workload& w, const std::map<std::string, Tensor>& in, bool absolute = false) {
+inline std::map<std::string, std::vector<double>> reference(const Workload& w,
+                                                            const std::map<std::string, Tensor>& in,
+                                                            bool absolute = false) {
     return ref::dwconv2d_reference(w, in, absolute);
 }
 
 struct Mismatch {
     size_t count = 0;
-    double worst = 0;     // largest |out - ref| / allowed
+    double worst = 0;  // largest |out - ref| / allowed
     size_t worst_at = 0;
     double got = 0, want = 0;
 };

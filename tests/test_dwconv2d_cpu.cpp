@@ -12,12 +12,12 @@ namespace {
 // than the map (13x13 on 7x7, 51x5 and 5x51 on 14x14, 63x63 on 21x19), stride 2, dilation 2, 3
 // and 7, K = 1 and 63, rectangular kernels.
 const char* kShapes[] = {
-    "n1c124h14w14:k13x13",     "n3c249h9w11:k7x7",        "n1c16h7w7:k13x13",
-    "n1c20h14w14:k51x5",       "n1c20h14w14:k5x51",       "n2c17h15w13:k3x3:s2",
-    "n1c33h16w17:k7x7:s2:d2",  "n1c20h23w19:k7x7:d2",     "n1c20h23w19:k5x5:d3",
-    "n2c8h9w10:k1x1",          "n1c20h21w19:k63x63",      "n1c16h20w20:k31x31:s2",
-    "n1c18h12w20:k3x3:d7",     "n1c16h20w21:k9x3:s2:d3",  "n3c31h5w30:k7x7:d3",
-    "n1c128h56w56:k31x31",     "n1c40h28w28:k27x27",      "n2c24h13w9:k13x13:d2",
+    "n1c124h14w14:k13x13",    "n3c249h9w11:k7x7",       "n1c16h7w7:k13x13",
+    "n1c20h14w14:k51x5",      "n1c20h14w14:k5x51",      "n2c17h15w13:k3x3:s2",
+    "n1c33h16w17:k7x7:s2:d2", "n1c20h23w19:k7x7:d2",    "n1c20h23w19:k5x5:d3",
+    "n2c8h9w10:k1x1",         "n1c20h21w19:k63x63",     "n1c16h20w20:k31x31:s2",
+    "n1c18h12w20:k3x3:d7",    "n1c16h20w21:k9x3:s2:d3", "n3c31h5w30:k7x7:d3",
+    "n1c128h56w56:k31x31",    "n1c40h28w28:k27x27",     "n2c24h13w9:k13x13:d2",
 };
 const char* kPasses[] = {"fwd", "bwd_data", "bwd_weight"};
 
@@ -60,9 +60,10 @@ TEST_P(DwConv2dCpu, RandomFloatsWithinRoundingBound) {
     const auto mag = reference(w, in, /*absolute=*/true);
     for (const auto& [name, want] : ref) {
         const Mismatch m = compare(out.at(name), want, &mag.at(name), 1e-5);
-        EXPECT_EQ(m.count, 0u) << GetParam() << ": output " << name << " outside 1e-5 * sum|terms| at "
-                               << m.count << " elements; worst at " << m.worst_at << ": got "
-                               << m.got << ", want " << m.want;
+        EXPECT_EQ(m.count, 0u) << GetParam() << ": output " << name
+                               << " outside 1e-5 * sum|terms| at " << m.count
+                               << " elements; worst at " << m.worst_at << ": got " << m.got
+                               << ", want " << m.want;
     }
 }
 
@@ -134,13 +135,15 @@ TEST_P(DwConv2dFiniteDiff, BackwardMatchesDirectionalDerivative) {
     const double h = 0.5;
 
     const Tensor dx = run_dwconv2d(bd, Device::Cpu, {{"dy", dy}, {"w", wt}}).at("dx");
-    const double fd_x = (loss(fwd, axpy(x, h, dir_x), wt, b, dy) -
-                         loss(fwd, axpy(x, -h, dir_x), wt, b, dy)) / (2 * h);
+    const double fd_x =
+        (loss(fwd, axpy(x, h, dir_x), wt, b, dy) - loss(fwd, axpy(x, -h, dir_x), wt, b, dy)) /
+        (2 * h);
     EXPECT_NEAR(dot(dx, dir_x), fd_x, 1e-4 * (1 + std::fabs(fd_x))) << shape << " (data gradient)";
 
     const auto gw = run_dwconv2d(bw, Device::Cpu, {{"x", x}, {"dy", dy}});
     const double fd_w = (loss(fwd, x, axpy(wt, h, dir_w), axpy(b, h, dir_b), dy) -
-                         loss(fwd, x, axpy(wt, -h, dir_w), axpy(b, -h, dir_b), dy)) / (2 * h);
+                         loss(fwd, x, axpy(wt, -h, dir_w), axpy(b, -h, dir_b), dy)) /
+                        (2 * h);
     const double an_w = dot(gw.at("dw"), dir_w) + dot(gw.at("db"), dir_b);
     EXPECT_NEAR(an_w, fd_w, 1e-4 * (1 + std::fabs(fd_w))) << shape << " (weight gradient)";
 }

@@ -20,9 +20,9 @@ std::string device_problem(Device d) {
     }
 }
 
-const char* kShapes[] = {"n1c20h15w13:k7x7", "n2c17h9w11:k13x13", "n1c16h14w14:k51x5",
-                         "n1c16h14w14:k5x51", "n1c33h16w17:k7x7:s2:d2", "n1c20h23w19:k5x5:d3",
-                         "n1c16h12w12:k3x3:s2", "n1c8h7w7:k13x13", "n1c16h20w20:k31x31"};
+const char* kShapes[] = {"n1c20h15w13:k7x7",    "n2c17h9w11:k13x13",      "n1c16h14w14:k51x5",
+                         "n1c16h14w14:k5x51",   "n1c33h16w17:k7x7:s2:d2", "n1c20h23w19:k5x5:d3",
+                         "n1c16h12w12:k3x3:s2", "n1c8h7w7:k13x13",        "n1c16h20w20:k31x31"};
 const char* kPasses[] = {"fwd", "bwd_data", "bwd_weight"};
 
 void check_device_against_cpu(Device d) {
@@ -49,10 +49,10 @@ void check_device_against_cpu(Device d) {
                 const auto cpu = run_dwconv2d(w, Device::Cpu, in);
                 for (const auto& [name, t] : cpu) {
                     const Mismatch m = compare(gpu.at(name), to_double(t), nullptr, 0);
-                    EXPECT_EQ(m.count, 0u) << k.name << " on " << to_string(w) << ": " << name
-                                           << " differs from the CPU kernel at " << m.count
-                                           << " elements (got " << m.got << ", want " << m.want
-                                           << ")";
+                    EXPECT_EQ(m.count, 0u)
+                        << k.name << " on " << to_string(w) << ": " << name
+                        << " differs from the CPU kernel at " << m.count << " elements (got "
+                        << m.got << ", want " << m.want << ")";
                 }
                 ++ran;
             }

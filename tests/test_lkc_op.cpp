@@ -26,7 +26,7 @@ struct Result {
 };
 
 class LkcOp : public testing::Test {
-protected:
+  protected:
     void SetUp() override {
         dir_ = fs::temp_directory_path() /
                ("lkc_op_test_" + std::to_string(::getpid()) + "_" +

@@ -3,14 +3,14 @@
 //   lkc op <workload> --inputs IN.safetensors --outputs OUT.safetensors [--device cpu|opencl|cuda]
 //          [--kernel NAME] [--repeat K] [--verbose]
 //   lkc example <workload> -o IN.safetensors [--seed N]   random inputs with the right names/shapes
-//   lkc kernels                      list the compiled kernel variants
+//   lkc kernels [--workload WL [--device D]]   list the variants, or rank them for a workload
 //   lkc version
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <random>
 #include <cstdio>
 #include <iostream>
+#include <random>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -44,8 +44,7 @@ void print_summary(const std::string& name, const lkc::Tensor& t) {
         hi = std::max<double>(hi, p[i]);
     }
     std::printf("  %-3s %-20s mean %+.5f  min %+.4f  max %+.4f  first [", name.c_str(),
-                lkc::shape_to_string(t.shape()).c_str(), t.numel() ? sum / t.numel() : 0.0, lo,
-                hi);
+                lkc::shape_to_string(t.shape()).c_str(), t.numel() ? sum / t.numel() : 0.0, lo, hi);
     for (int64_t i = 0; i < std::min<int64_t>(4, t.numel()); ++i)
         std::printf("%s%+.4f", i ? ", " : "", p[i]);
     std::printf("%s]\n", t.numel() > 4 ? ", ..." : "");
@@ -53,8 +52,7 @@ void print_summary(const std::string& name, const lkc::Tensor& t) {
 
 // --check: compares with the naive double-precision reference; the bound is 1e-5 x the sum of
 // |terms| per element (fp32 rounding of a K*K-term sum). Returns false when outside it.
-bool check_against_reference(const lkc::Workload& w,
-                             const std::map<std::string, lkc::Tensor>& in,
+bool check_against_reference(const lkc::Workload& w, const std::map<std::string, lkc::Tensor>& in,
                              const std::map<std::string, lkc::Tensor>& out) {
     const auto ref = lkc::ref::dwconv2d_reference(w, in);
     const auto mag = lkc::ref::dwconv2d_reference(w, in, /*absolute=*/true);
@@ -69,9 +67,10 @@ bool check_against_reference(const lkc::Workload& w,
         }
         const bool pass = worst_rel <= 1e-5;
         ok = ok && pass;
-        std::printf("  check %-3s vs double reference: max |err| %.3g, max |err|/sum|terms| %.3g "
-                    "(bound 1e-5): %s\n",
-                    name.c_str(), worst, worst_rel, pass ? "ok" : "FAILED");
+        std::printf(
+            "  check %-3s vs double reference: max |err| %.3g, max |err|/sum|terms| %.3g "
+            "(bound 1e-5): %s\n",
+            name.c_str(), worst, worst_rel, pass ? "ok" : "FAILED");
     }
     return ok;
 }
@@ -102,15 +101,17 @@ int run_op(const OpArgs& a) {
     }
     std::map<std::string, lkc::Tensor> out = runner.outputs();
     // Bias is optional: the reference and the outputs treat a missing b as zeros.
-    lkc::write_safetensors(a.outputs, out, {{"workload", lkc::to_string(w)},
-                                            {"kernel", runner.kernel().name},
-                                            {"device", lkc::device_name(dev)}});
+    lkc::write_safetensors(a.outputs, out,
+                           {{"workload", lkc::to_string(w)},
+                            {"kernel", runner.kernel().name},
+                            {"device", lkc::device_name(dev)}});
     std::sort(times.begin(), times.end());
     const double med = times[times.size() / 2];
-    std::printf("%s  device=%s  kernel=%s  median=%.3f ms over %d run(s)  %.1f GFLOP/s nominal, "
-                "%.1f useful\n",
-                lkc::to_string(w).c_str(), lkc::device_name(dev), runner.kernel().name, med * 1e3,
-                a.repeat, w.nominal_flops() / med * 1e-9, w.useful_flops() / med * 1e-9);
+    std::printf(
+        "%s  device=%s  kernel=%s  median=%.3f ms over %d run(s)  %.1f GFLOP/s nominal, "
+        "%.1f useful\n",
+        lkc::to_string(w).c_str(), lkc::device_name(dev), runner.kernel().name, med * 1e3, a.repeat,
+        w.nominal_flops() / med * 1e-9, w.useful_flops() / med * 1e-9);
     for (const auto& [name, t] : out) print_summary(name, t);
     std::printf("  written to %s\n", a.outputs.c_str());
     bool ok = true;
@@ -133,7 +134,8 @@ int write_example(const std::string& workload, const std::string& path, uint32_t
         for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(g);
         in[name] = t;
     }
-    lkc::write_safetensors(path, in, {{"workload", lkc::to_string(w)}, {"seed", std::to_string(seed)}});
+    lkc::write_safetensors(path, in,
+                           {{"workload", lkc::to_string(w)}, {"seed", std::to_string(seed)}});
     std::printf("wrote %s:", path.c_str());
     for (const auto& [name, t] : in)
         std::printf(" %s %s", name.c_str(), lkc::shape_to_string(t.shape()).c_str());
@@ -141,12 +143,31 @@ int write_example(const std::string& workload, const std::string& path, uint32_t
     return 0;
 }
 
-int list_kernels() {
-    std::printf("%-36s %-8s %-6s %-6s\n", "kernel", "device", "tile", "chunk");
-    for (const auto& k : lkc::all_kernels()) {
-        std::printf("%-36s %-8s %-6d %-6d\n", k.name, lkc::device_name(k.device), k.tile,
-                    k.chunk);
+// Without a workload: every compiled variant. With one: the variants that can run it on the
+// device, their estimated cost and the one select_kernel picks.
+int list_kernels(const std::string& workload, const std::string& device) {
+    if (workload.empty()) {
+        std::printf("%-36s %-8s %-5s %-6s %-7s %-6s\n", "kernel", "device", "tile", "chunk",
+                    "pixels", "stage");
+        for (const auto& k : lkc::all_kernels()) {
+            std::printf("%-36s %-8s %-5d %-6d %-7s %-6s\n", k.name, lkc::device_name(k.device),
+                        k.tile, k.chunk, k.pixels ? "yes" : "no", k.stage ? "yes" : "no");
+        }
+        return 0;
     }
+    const lkc::Workload w = lkc::parse_workload(workload);
+    const lkc::Device d = lkc::parse_device(device);
+    const lkc::KernelInfo& chosen = lkc::select_kernel(w, d);
+    std::printf("%s on %s: variants by estimated cost (lower is faster)\n",
+                lkc::to_string(w).c_str(), lkc::device_name(d));
+    std::vector<std::pair<double, const lkc::KernelInfo*>> ranked;
+    for (const auto& k : lkc::all_kernels())
+        if (k.device == d && lkc::kernel_supports(k, w))
+            ranked.push_back({lkc::estimated_cost(k, w), &k});
+    std::sort(ranked.begin(), ranked.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [cost, k] : ranked)
+        std::printf("  %s %-36s %.4g\n", k == &chosen ? "*" : " ", k->name, cost);
     return 0;
 }
 
@@ -157,10 +178,15 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
 
     OpArgs op;
-    CLI::App* op_cmd = app.add_subcommand("op", "run one kernel on tensors from a safetensors file");
-    op_cmd->add_option("workload", op.workload, "workload string, e.g. dwconv2d:fwd:n1c128h56w56:k31x31:f32")
+    CLI::App* op_cmd =
+        app.add_subcommand("op", "run one kernel on tensors from a safetensors file");
+    op_cmd
+        ->add_option("workload", op.workload,
+                     "workload string, e.g. dwconv2d:fwd:n1c128h56w56:k31x31:f32")
         ->required();
-    op_cmd->add_option("--inputs", op.inputs, "input tensors (x, w, b, dy; NCHW, weights [C,1,Kh,Kw])")
+    op_cmd
+        ->add_option("--inputs", op.inputs,
+                     "input tensors (x, w, b, dy; NCHW, weights [C,1,Kh,Kw])")
         ->required();
     op_cmd->add_option("--outputs", op.outputs, "output file (y | dx | dw, db)")->required();
     op_cmd->add_option("--device", op.device, "cpu | opencl | cuda")->capture_default_str();
@@ -179,7 +205,11 @@ int main(int argc, char** argv) {
     ex_cmd->add_option("-o,--output", ex_out, "safetensors file to write")->required();
     ex_cmd->add_option("--seed", ex_seed, "random seed")->capture_default_str();
 
-    app.add_subcommand("kernels", "list the compiled kernel variants");
+    std::string k_workload, k_device = "cpu";
+    CLI::App* k_cmd = app.add_subcommand("kernels", "list the compiled kernel variants");
+    k_cmd->add_option("--workload", k_workload, "rank the variants for this workload");
+    k_cmd->add_option("--device", k_device, "cpu | opencl | cuda (with --workload)")
+        ->capture_default_str();
     app.add_subcommand("version", "print the lkc version");
 
     try {
@@ -191,7 +221,7 @@ int main(int argc, char** argv) {
     try {
         if (app.got_subcommand("op")) return run_op(op);
         if (app.got_subcommand("example")) return write_example(ex_workload, ex_out, ex_seed);
-        if (app.got_subcommand("kernels")) return list_kernels();
+        if (app.got_subcommand("kernels")) return list_kernels(k_workload, k_device);
         if (app.got_subcommand("version")) {
             std::printf("lkc %s\n", LKC_VERSION);
             return 0;

@@ -77,8 +77,7 @@ void schedule_transposed_cpu(TransposedStages& s, const DwParams& p, const Targe
 // tile * chunk FMAs. Each (image, channel block) produces a partial gradient (its x and dy stay in
 // L2), summed over images afterwards.
 void schedule_wgrad_cpu(WgradStages& s, const DwParams& p, const Target& t) {
-    Var ci("ci"), v("v"), vi("vi"), vt("vt"), u("u"), cb("cb"), n("n"), c("c"), z("z"),
-        cbn("cbn");
+    Var ci("ci"), v("v"), vi("vi"), vt("vt"), u("u"), cb("cb"), n("n"), c("c"), z("z"), cbn("cbn");
     const int vl = vector_lanes(t);
     s.part.compute_root()
         .split(v, vt, vi, p.tile, TailStrategy::RoundUp)

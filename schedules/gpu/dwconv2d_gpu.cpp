@@ -15,8 +15,8 @@ namespace lkc::sched {
 
 void schedule_corr_gpu(CorrStages& s, const DwParams& p, const Target& t) {
     (void)t;
-    Var ci("ci"), x("x"), y("y"), cb("cb"), n("n"), tt("t"), jt("jt"), xo("xo"), xi("xi"),
-        yo("yo"), yi("yi"), cbn("cbn"), sx("sx"), sxo("sxo"), sxi("sxi");
+    Var ci("ci"), x("x"), y("y"), cb("cb"), n("n"), tt("t"), jt("jt"), xo("xo"), xi("xi"), yo("yo"),
+        yi("yi"), cbn("cbn"), sx("sx"), sxo("sxo"), sxi("sxi");
     Func out = s.output;
     out.split(x, xo, xi, p.tile, TailStrategy::GuardWithIf)
         .split(y, yo, yi, p.gpu_rows, TailStrategy::GuardWithIf)
@@ -68,8 +68,8 @@ void schedule_transposed_gpu(TransposedStages& s, const DwParams& p, const Targe
 // cache). Per-image partials are summed in a second small kernel.
 void schedule_wgrad_gpu(WgradStages& s, const DwParams& p, const Target& t) {
     (void)t;
-    Var ci("ci"), v("v"), vi("vi"), vt("vt"), u("u"), cb("cb"), n("n"), c("c"), z("z"),
-        cbn("cbn"), vo("vo"), co("co"), cI("cI");
+    Var ci("ci"), v("v"), vi("vi"), vt("vt"), u("u"), cb("cb"), n("n"), c("c"), z("z"), cbn("cbn"),
+        vo("vo"), co("co"), cI("cI");
     s.part.compute_root()
         .split(v, vt, vi, p.tile, TailStrategy::RoundUp)
         .reorder(ci, vi, vt, u, cb, n)
