@@ -80,13 +80,13 @@ build() {
 
 demo() {
     build
-    local lkc="$build/tools/lkc" tmp
-    tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' EXIT
+    local lkc="$build/tools/lkc"
+    demo_tmp="$(mktemp -d)"
+    trap 'rm -rf "$demo_tmp"' EXIT
+    local tmp="$demo_tmp"
     export POCL_CACHE_DIR="$tmp/pocl"
     echo "== lkc demo: RepLKNet-31B's stage-1 large-kernel layer, 31x31 depth-wise, N1 C128 56x56"
-    local wl=dwconv2d:fwd:n1c128h56w56:k31x31:f32
-    "$lkc" example "$wl" -o "$tmp/in.safetensors"
+    local wl
     for wl in dwconv2d:fwd:n1c128h56w56:k31x31:f32 dwconv2d:bwd_data:n1c128h56w56:k31x31:f32 \
         dwconv2d:bwd_weight:n1c128h56w56:k31x31:f32; do
         "$lkc" example "$wl" -o "$tmp/in.safetensors"
