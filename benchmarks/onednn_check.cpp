@@ -14,6 +14,8 @@
 
 #include "benchmarks/fma_peak.h"
 #include "benchmarks/onednn_dwconv.h"
+#include "runtime/reference_dwconv.h"
+#include "runtime/workload.h"
 
 namespace {
 
@@ -29,59 +31,25 @@ struct Geometry {
           pw(p.dilation * (p.kw - 1) / 2) {}
 };
 
-// Calls f(n, c, i, j, u, v, yi, xj) for every tap that lands inside the input (padding is zero).
-template <typename F>
-void for_each_tap(const DwProblem& p, F f) {
-    const Geometry g(p);
-    for (int n = 0; n < p.n; ++n)
-        for (int c = 0; c < p.c; ++c)
-            for (int i = 0; i < g.oh; ++i)
-                for (int j = 0; j < g.ow; ++j)
-                    for (int u = 0; u < p.kh; ++u) {
-                        const int yi = i * p.stride + u * p.dilation - g.ph;
-                        if (yi < 0 || yi >= p.h) continue;
-                        for (int v = 0; v < p.kw; ++v) {
-                            const int xj = j * p.stride + v * p.dilation - g.pw;
-                            if (xj < 0 || xj >= p.w) continue;
-                            f(n, c, i, j, u, v, yi, xj);
-                        }
-                    }
-}
-
-// Naive reference with lkc's conventions (large_kernel_ops.md §0), same argument order as
-// run_nchw.
+// lkc's naive double reference (runtime/reference_dwconv.h), same argument order as run_nchw.
 std::vector<double> reference(const DwProblem& p, const std::vector<float>& a,
                               const std::vector<float>& b) {
-    const Geometry g(p);
-    auto xi = [&](int n, int c, int y, int x) {
-        return ((size_t(n) * p.c + c) * p.h + y) * p.w + x;
-    };
-    auto yi = [&](int n, int c, int i, int j) {
-        return ((size_t(n) * p.c + c) * g.oh + i) * g.ow + j;
-    };
-    auto wi = [&](int c, int u, int v) { return (size_t(c) * p.kh + u) * p.kw + v; };
-    std::vector<double> out;
+    const std::vector<double> da(a.begin(), a.end()), db(b.begin(), b.end());
     switch (p.pass) {
         case DwProblem::Fwd:  // a = x, b = w
-            out.assign(size_t(p.n) * p.c * g.oh * g.ow, 0.0);
-            for_each_tap(p, [&](int n, int c, int i, int j, int u, int v, int y, int x) {
-                out[yi(n, c, i, j)] += double(b[wi(c, u, v)]) * a[xi(n, c, y, x)];
-            });
-            break;
+            return lkc::ref::dwconv_fwd(da, db, {}, p.n, p.c, p.h, p.w, p.kh, p.kw, p.stride,
+                                        p.dilation);
         case DwProblem::BwdData:  // a = dy, b = w
-            out.assign(size_t(p.n) * p.c * p.h * p.w, 0.0);
-            for_each_tap(p, [&](int n, int c, int i, int j, int u, int v, int y, int x) {
-                out[xi(n, c, y, x)] += double(b[wi(c, u, v)]) * a[yi(n, c, i, j)];
-            });
-            break;
-        case DwProblem::BwdWeight:  // a = x, b = dy
-            out.assign(size_t(p.c) * p.kh * p.kw, 0.0);
-            for_each_tap(p, [&](int n, int c, int i, int j, int u, int v, int y, int x) {
-                out[wi(c, u, v)] += double(a[xi(n, c, y, x)]) * b[yi(n, c, i, j)];
-            });
-            break;
+            return lkc::ref::dwconv_bwd_data(da, db, p.n, p.c, p.h, p.w, p.kh, p.kw, p.stride,
+                                             p.dilation);
+        case DwProblem::BwdWeight: {  // a = x, b = dy
+            std::vector<double> dw;
+            lkc::ref::dwconv_bwd_weight(da, db, p.n, p.c, p.h, p.w, p.kh, p.kw, p.stride,
+                                        p.dilation, &dw, nullptr);
+            return dw;
+        }
     }
-    return out;
+    return {};
 }
 
 std::vector<float> random_data(size_t n, unsigned seed) {
@@ -130,19 +98,11 @@ bool check(const DwProblem& p) {
     return ok;
 }
 
-// 2·N·C·Σ(taps inside the image): rows and columns are independent.
 double useful_flops(const DwProblem& p) {
-    const Geometry g(p);
-    auto count = [&](int in, int out, int k, int pad) {
-        double t = 0;
-        for (int i = 0; i < out; ++i)
-            for (int u = 0; u < k; ++u) {
-                const int y = i * p.stride + u * p.dilation - pad;
-                t += (y >= 0 && y < in);
-            }
-        return t;
-    };
-    return 2.0 * p.n * p.c * count(p.h, g.oh, p.kh, g.ph) * count(p.w, g.ow, p.kw, g.pw);
+    lkc::Workload w;
+    w.n = p.n, w.c = p.c, w.h = p.h, w.w = p.w, w.kh = p.kh, w.kw = p.kw;
+    w.stride = p.stride, w.dilation = p.dilation;
+    return w.useful_flops();
 }
 
 void time_problem(const DwProblem& p, double peak) {

@@ -108,8 +108,7 @@ double estimated_cost(const KernelInfo& k, const Workload& w) {
         // it skips far more taps (31x31 on 14x14: 0.12 vs 0.24 ms). Constants fitted to paired
         // runs on the Zen 4 VM (docs/kernels.md); the autotuner (issue 4) replaces this guess.
         const int ph = d * (w.kh - 1) / 2;
-        const double copy =
-            4.0 * (W + 2.0 * pw + T) * (w.h + 2.0 * ph) / std::max(1, w.out_h());
+        const double copy = 4.0 * (W + 2.0 * pw + T) * (w.h + 2.0 * ph) / std::max(1, w.out_h());
         if (k.pixels) cost *= 1.4;
         cost += k.stage ? copy : 1.0 * loads_per_fma * rows * fmas;
     }
