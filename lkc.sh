@@ -53,7 +53,11 @@ m.version("ninja")
 EOF
     then
         log "installing PyPI packages: ${pip_packages[*]}"
-        python3 -m pip install -q --disable-pip-version-check "${pip_packages[@]}"
+        # A Debian system Python refuses user installs (PEP 668); the machine's own pyenv Python
+        # does not. Retry with the override only in the first case.
+        python3 -m pip install -q --disable-pip-version-check "${pip_packages[@]}" ||
+            python3 -m pip install -q --disable-pip-version-check --break-system-packages \
+                "${pip_packages[@]}"
     fi
 }
 
