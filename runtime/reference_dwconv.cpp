@@ -47,6 +47,29 @@ void check_len(const char* fn, const char* name, const std::vector<double>& v, i
     }
 }
 
+// Calls f(x_index, y_index, w_index) for every tap (n, c, i, j, u, v) that reads a pixel inside
+// the image; indices are flat NCHW / [C, Kh, Kw] offsets. Padding taps read zero and are skipped.
+template <typename F>
+void for_each_tap(const Geometry& g, F f) {
+    for (int64_t n = 0; n < g.n; ++n)
+        for (int64_t c = 0; c < g.c; ++c) {
+            const int64_t x0 = (n * g.c + c) * g.h * g.w, y0 = (n * g.c + c) * g.oh * g.ow;
+            const int64_t w0 = c * g.kh * g.kw;
+            for (int64_t i = 0; i < g.oh; ++i)
+                for (int64_t j = 0; j < g.ow; ++j)
+                    for (int64_t u = 0; u < g.kh; ++u) {
+                        const int64_t r = i * g.s + u * g.d - g.ph;
+                        if (r < 0 || r >= g.h) continue;
+                        for (int64_t v = 0; v < g.kw; ++v) {
+                            const int64_t q = j * g.s + v * g.d - g.pw;
+                            if (q < 0 || q >= g.w) continue;
+                            f(size_t(x0 + r * g.w + q), size_t(y0 + i * g.ow + j),
+                              size_t(w0 + u * g.kw + v));
+                        }
+                    }
+        }
+}
+
 }  // namespace
 
 std::vector<double> dwconv_fwd(const std::vector<double>& x, const std::vector<double>& w,
@@ -57,29 +80,11 @@ std::vector<double> dwconv_fwd(const std::vector<double>& x, const std::vector<d
     check_len("dwconv_fwd", "w", w, g.c * g.kh * g.kw);
     if (!b.empty()) check_len("dwconv_fwd", "b", b, g.c);
 
-    std::vector<double> y(static_cast<size_t>(g.n * g.c * g.oh * g.ow));
-    for (int64_t n = 0; n < g.n; ++n) {
-        for (int64_t c = 0; c < g.c; ++c) {
-            const double* xc = &x[static_cast<size_t>((n * g.c + c) * g.h * g.w)];
-            const double* wc = &w[static_cast<size_t>(c * g.kh * g.kw)];
-            double* yc = &y[static_cast<size_t>((n * g.c + c) * g.oh * g.ow)];
-            for (int64_t i = 0; i < g.oh; ++i) {
-                for (int64_t j = 0; j < g.ow; ++j) {
-                    double acc = b.empty() ? 0.0 : b[static_cast<size_t>(c)];
-                    for (int64_t u = 0; u < g.kh; ++u) {
-                        const int64_t r = i * g.s + u * g.d - g.ph;
-                        if (r < 0 || r >= g.h) continue;
-                        for (int64_t v = 0; v < g.kw; ++v) {
-                            const int64_t q = j * g.s + v * g.d - g.pw;
-                            if (q < 0 || q >= g.w) continue;
-                            acc += wc[u * g.kw + v] * xc[r * g.w + q];
-                        }
-                    }
-                    yc[i * g.ow + j] = acc;
-                }
-            }
-        }
+    std::vector<double> y(static_cast<size_t>(g.n * g.c * g.oh * g.ow), 0.0);
+    if (!b.empty()) {
+        for (size_t k = 0; k < y.size(); ++k) y[k] = b[k / size_t(g.oh * g.ow) % size_t(g.c)];
     }
+    for_each_tap(g, [&](size_t xi, size_t yi, size_t wi) { y[yi] += w[wi] * x[xi]; });
     return y;
 }
 
@@ -91,27 +96,7 @@ std::vector<double> dwconv_bwd_data(const std::vector<double>& dy, const std::ve
 
     // Scatter: each output's gradient flows back through every tap that read an input.
     std::vector<double> dx(static_cast<size_t>(g.n * g.c * g.h * g.w), 0.0);
-    for (int64_t n = 0; n < g.n; ++n) {
-        for (int64_t c = 0; c < g.c; ++c) {
-            const double* dyc = &dy[static_cast<size_t>((n * g.c + c) * g.oh * g.ow)];
-            const double* wc = &w[static_cast<size_t>(c * g.kh * g.kw)];
-            double* dxc = &dx[static_cast<size_t>((n * g.c + c) * g.h * g.w)];
-            for (int64_t i = 0; i < g.oh; ++i) {
-                for (int64_t j = 0; j < g.ow; ++j) {
-                    const double g_out = dyc[i * g.ow + j];
-                    for (int64_t u = 0; u < g.kh; ++u) {
-                        const int64_t r = i * g.s + u * g.d - g.ph;
-                        if (r < 0 || r >= g.h) continue;
-                        for (int64_t v = 0; v < g.kw; ++v) {
-                            const int64_t q = j * g.s + v * g.d - g.pw;
-                            if (q < 0 || q >= g.w) continue;
-                            dxc[r * g.w + q] += wc[u * g.kw + v] * g_out;
-                        }
-                    }
-                }
-            }
-        }
-    }
+    for_each_tap(g, [&](size_t xi, size_t yi, size_t wi) { dx[xi] += w[wi] * dy[yi]; });
     return dx;
 }
 
@@ -122,30 +107,14 @@ void dwconv_bwd_weight(const std::vector<double>& x, const std::vector<double>& 
     check_len("dwconv_bwd_weight", "x", x, g.n * g.c * g.h * g.w);
     check_len("dwconv_bwd_weight", "dy", dy, g.n * g.c * g.oh * g.ow);
 
-    if (dw != nullptr) dw->assign(static_cast<size_t>(g.c * g.kh * g.kw), 0.0);
-    if (db != nullptr) db->assign(static_cast<size_t>(g.c), 0.0);
-    for (int64_t n = 0; n < g.n; ++n) {
-        for (int64_t c = 0; c < g.c; ++c) {
-            const double* xc = &x[static_cast<size_t>((n * g.c + c) * g.h * g.w)];
-            const double* dyc = &dy[static_cast<size_t>((n * g.c + c) * g.oh * g.ow)];
-            for (int64_t i = 0; i < g.oh; ++i) {
-                for (int64_t j = 0; j < g.ow; ++j) {
-                    const double g_out = dyc[i * g.ow + j];
-                    if (db != nullptr) (*db)[static_cast<size_t>(c)] += g_out;
-                    if (dw == nullptr) continue;
-                    double* dwc = &(*dw)[static_cast<size_t>(c * g.kh * g.kw)];
-                    for (int64_t u = 0; u < g.kh; ++u) {
-                        const int64_t r = i * g.s + u * g.d - g.ph;
-                        if (r < 0 || r >= g.h) continue;
-                        for (int64_t v = 0; v < g.kw; ++v) {
-                            const int64_t q = j * g.s + v * g.d - g.pw;
-                            if (q < 0 || q >= g.w) continue;
-                            dwc[u * g.kw + v] += xc[r * g.w + q] * g_out;
-                        }
-                    }
-                }
-            }
-        }
+    if (db != nullptr) {
+        db->assign(static_cast<size_t>(g.c), 0.0);
+        for (size_t k = 0; k < dy.size(); ++k)
+            (*db)[k / size_t(g.oh * g.ow) % size_t(g.c)] += dy[k];
+    }
+    if (dw != nullptr) {
+        dw->assign(static_cast<size_t>(g.c * g.kh * g.kw), 0.0);
+        for_each_tap(g, [&](size_t xi, size_t yi, size_t wi) { (*dw)[wi] += x[xi] * dy[yi]; });
     }
 }
 
