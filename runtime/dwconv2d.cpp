@@ -57,8 +57,19 @@ Blocked make_blocked(int n, int c, int h, int w) {
 
 Blocked to_blocked(const Tensor& t) {
     if (t.ndim() != 4) throw std::invalid_argument("to_blocked: expected an NCHW tensor");
+    Blocked b = make_blocked(int(t.dim(0)), int(t.dim(1)), int(t.dim(2)), int(t.dim(3)));
+    to_blocked_into(t, b);
+    return b;
+}
+
+void to_blocked_into(const Tensor& t, Blocked& b) {
+    if (t.ndim() != 4) throw std::invalid_argument("to_blocked: expected an NCHW tensor");
     const int n = int(t.dim(0)), c = int(t.dim(1)), h = int(t.dim(2)), w = int(t.dim(3));
-    Blocked b = make_blocked(n, c, h, w);
+    if (b.dim(4).extent() != n || b.dim(3).extent() != blocks(c) || b.dim(2).extent() != h ||
+        b.dim(1).extent() != w) {
+        throw std::invalid_argument("to_blocked: tensor " + shape_to_string(t.shape()) +
+                                    " does not fit the blocked buffer");
+    }
     const float* src = t.data<float>();
     for (int in = 0; in < n; ++in)
         for (int ic = 0; ic < c; ++ic)
@@ -66,7 +77,6 @@ Blocked to_blocked(const Tensor& t) {
                 const float* row = src + ((int64_t(in) * c + ic) * h + iy) * w;
                 for (int ix = 0; ix < w; ++ix) b(ic % kLanes, ix, iy, ic / kLanes, in) = row[ix];
             }
-    return b;
 }
 
 Tensor from_blocked(const Blocked& b, int64_t c) {
@@ -219,6 +229,9 @@ void DwConv2dRunner::run() {
                                                        w_.kw, w_.stride, w_.dilation,
                                                        dwt_.raw_buffer(), db_.raw_buffer());
             break;
+        default:
+            throw std::logic_error(std::string("DwConv2dRunner: ") + k_->name +
+                                   " is not a dense kernel");
     }
     check_halide(rc, std::string("kernel ") + k_->name, d_);
 }

@@ -7,6 +7,7 @@
 
 #include "HalideBuffer.h"
 #include "runtime/device.h"
+#include "runtime/op_runner.h"
 #include "runtime/registry.h"
 #include "runtime/tensor.h"
 #include "runtime/workload.h"
@@ -17,6 +18,9 @@ using Blocked = Halide::Runtime::Buffer<float, 5>;  // (16, W, H, ceil(C/16), N)
 
 // NCHW f32 tensor -> blocked buffer (channels padded with zeros to a multiple of 16).
 Blocked to_blocked(const Tensor& nchw);
+// Writes an NCHW f32 tensor into an existing blocked buffer (or a 5-D slice of a stacked one) of
+// the same N, ceil(C/16), H, W; padding channels are left as they are.
+void to_blocked_into(const Tensor& nchw, Blocked& b);
 // Blocked buffer -> NCHW f32 tensor with C channels (padding channels dropped).
 Tensor from_blocked(const Blocked& b, int64_t channels);
 // Fresh zero blocked buffer for N x C x H x W.
@@ -24,24 +28,25 @@ Blocked make_blocked(int n, int c, int h, int w);
 
 // A workload bound to a kernel variant and a device, with its buffers in the kernel's layout.
 // run() is one kernel call and nothing else (what the benchmark times).
-class DwConv2dRunner {
+class DwConv2dRunner : public OpRunner {
   public:
     // `kernel_name` empty: select_kernel() picks. Throws std::invalid_argument for a workload the
     // kernels do not cover (op, dtype, device).
     DwConv2dRunner(const Workload& w, Device d, const std::string& kernel_name = "");
 
-    const Workload& workload() const { return w_; }
+    const Workload& workload() const override { return w_; }
     const KernelInfo& kernel() const { return *k_; }
+    std::string kernel_name() const override { return k_->name; }
 
     // Inputs in file layout (names of architecture.md: x, w, b, dy); checks shapes against the
     // workload and names the tensor and expected shape when they differ.
-    void set_inputs(const std::map<std::string, Tensor>& inputs);
+    void set_inputs(const std::map<std::string, Tensor>& inputs) override;
     // Fills the inputs with deterministic pseudo-random values in [-1, 1] (benchmarks).
-    void fill_random(uint32_t seed);
+    void fill_random(uint32_t seed) override;
     // One kernel call; throws KernelError on failure (e.g. device missing).
-    void run();
+    void run() override;
     // Outputs in file layout: y | dx | dw, db.
-    std::map<std::string, Tensor> outputs();
+    std::map<std::string, Tensor> outputs() override;
 
   private:
     Workload w_;

@@ -16,6 +16,10 @@ KernelKind kind_of(const std::string& gen) {
     if (gen == "dwconv2d_bwd_data") return KernelKind::DwBwdData;
     if (gen == "dwconv2d_bwd_data_strided") return KernelKind::DwBwdDataStrided;
     if (gen == "dwconv2d_bwd_weight") return KernelKind::DwBwdWeight;
+    if (gen == "dwconv2d_taps_fwd") return KernelKind::TapsFwd;
+    if (gen == "dwconv2d_taps_wgrad") return KernelKind::TapsWgrad;
+    if (gen == "dwconv2d_sparse_fwd") return KernelKind::SparseFwd;
+    if (gen == "dwconv2d_sparse_wgrad") return KernelKind::SparseWgrad;
     throw std::logic_error("registry: unknown generator " + gen);
 }
 
@@ -88,6 +92,11 @@ double estimated_cost(const KernelInfo& k, const Workload& w) {
         case KernelKind::DwBwdDataStrided:
             // Generic gather: every tap, one weight and one input load per FMA.
             return 1e30;
+        case KernelKind::TapsFwd:
+        case KernelKind::TapsWgrad:
+        case KernelKind::SparseFwd:
+        case KernelKind::SparseWgrad:
+            return 1.0;  // one variant per family and device so far
     }
     // Kernel rows that land inside the image, averaged over output rows (every variant trims
     // the others exactly).
@@ -121,7 +130,22 @@ const std::vector<KernelInfo>& all_kernels() {
 }
 
 bool kernel_supports(const KernelInfo& k, const Workload& w) {
-    if (w.op != Op::DwConv2d || w.dtype != ElemType::F32) return false;
+    if (w.dtype != ElemType::F32) return false;
+    switch (k.kind) {
+        case KernelKind::TapsFwd:
+            return (w.op == Op::DwConv2dMulti || w.op == Op::ShiftWise) && w.stride == 1 &&
+                   w.pass != Pass::BwdWeight;
+        case KernelKind::TapsWgrad:
+            return (w.op == Op::DwConv2dMulti || w.op == Op::ShiftWise) && w.stride == 1 &&
+                   w.pass == Pass::BwdWeight;
+        case KernelKind::SparseFwd:
+            return w.op == Op::DwConv2dSparse && w.pass != Pass::BwdWeight;
+        case KernelKind::SparseWgrad:
+            return w.op == Op::DwConv2dSparse && w.pass == Pass::BwdWeight;
+        default:
+            break;
+    }
+    if (w.op != Op::DwConv2d) return false;
     switch (k.kind) {
         case KernelKind::DwFwd:
             return w.pass == Pass::Fwd && (!k.pixels || w.dilation == 1);
@@ -131,8 +155,9 @@ bool kernel_supports(const KernelInfo& k, const Workload& w) {
             return w.pass == Pass::BwdData;
         case KernelKind::DwBwdWeight:
             return w.pass == Pass::BwdWeight;
+        default:
+            return false;
     }
-    return false;
 }
 
 const KernelInfo& select_kernel(const Workload& w, Device d, const std::string& preferred) {

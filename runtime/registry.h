@@ -13,7 +13,16 @@
 namespace lkc {
 
 // The generator a variant was built from; each has its own call signature (runtime/dwconv2d.cpp).
-enum class KernelKind { DwFwd, DwBwdData, DwBwdDataStrided, DwBwdWeight };
+enum class KernelKind {
+    DwFwd,
+    DwBwdData,
+    DwBwdDataStrided,
+    DwBwdWeight,
+    TapsFwd,      // dwconv2d_taps_fwd: multi-branch and shift-wise fwd / bwd_data (row tables)
+    TapsWgrad,    // dwconv2d_taps_wgrad: multi-branch and shift-wise bwd_weight
+    SparseFwd,    // dwconv2d_sparse_fwd: per-channel tap lists, fwd / bwd_data
+    SparseWgrad,  // dwconv2d_sparse_wgrad: per-channel tap lists, bwd_weight
+};
 
 struct KernelInfo {
     KernelKind kind;

@@ -1,0 +1,395 @@
+#include "runtime/dwconv2d_taps.h"
+
+#include <algorithm>
+#include <limits>
+#include <set>
+#include <stdexcept>
+#include <tuple>
+
+#include "runtime/dwconv2d.h"
+#include "runtime/op_inputs.h"
+#include "runtime/reparam.h"
+
+namespace lkc {
+
+namespace {
+constexpr int kLanes = 16;
+
+int blocks(int64_t c) { return static_cast<int>((c + kLanes - 1) / kLanes); }
+
+// Relative cost of one entry of class width c per output tile: c taps plus a fixed per-entry
+// overhead (predicate, address set-up, the tile - 1 extra input loads), about 0.8 taps.
+double entry_cost(int c) { return c + 0.8; }
+
+using TapsFwdFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
+                          int, int, int, int, int, int, halide_buffer_t*);
+using TapsWgradFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int, int, int,
+                            int, int, int, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
+                            halide_buffer_t*);
+}  // namespace
+
+constexpr std::array<int, TapPlan::kClasses> TapPlan::kChunk;
+
+TapPlan::TapPlan(const std::vector<TapKernel>& kernels, bool transpose) : kernels_(kernels) {
+    // Distinct taps per row group (in, out, dy) -> sorted dx.
+    using Row = std::tuple<int, int, int>;
+    std::map<Row, std::set<int>> groups;
+    auto offset = [&](const TapKernel& k, int u, int v) {
+        int dy = k.row0 + u * k.dil, dx = k.col0 + v * k.dil;
+        return transpose ? std::make_pair(-dy, -dx) : std::make_pair(dy, dx);
+    };
+    for (const TapKernel& k : kernels_) {
+        if (k.kh < 1 || k.kw < 1 || k.dil < 1) throw std::invalid_argument("TapPlan: bad kernel");
+        for (int u = 0; u < k.kh; ++u)
+            for (int v = 0; v < k.kw; ++v) {
+                auto [dy, dx] = offset(k, u, v);
+                groups[{k.in, k.out, dy}].insert(dx);
+            }
+    }
+    // Cover each row's columns with runs of the width classes (DP over the sorted columns; a run
+    // may span holes, which get zero weights).
+    struct Piece {
+        Row row;
+        int dx, cls;
+    };
+    std::vector<Piece> pieces;
+    for (const auto& [row, cols] : groups) {
+        const std::vector<int> p(cols.begin(), cols.end());
+        const int m = int(p.size());
+        distinct_ += m;
+        std::vector<double> f(m + 1, 0.0);
+        std::vector<int> pick(m, 0);
+        for (int i = m - 1; i >= 0; --i) {
+            f[i] = std::numeric_limits<double>::infinity();
+            for (int c = 0; c < kClasses; ++c) {
+                int j = i;
+                while (j < m && p[j] < p[i] + kChunk[c]) ++j;
+                const double cost = entry_cost(kChunk[c]) + f[j];
+                if (cost < f[i]) f[i] = cost, pick[i] = c;
+            }
+        }
+        for (int i = 0; i < m;) {
+            const int c = pick[i];
+            pieces.push_back({row, p[i], c});
+            int j = i;
+            while (j < m && p[j] < p[i] + kChunk[c]) ++j;
+            i = j;
+        }
+    }
+    std::stable_sort(pieces.begin(), pieces.end(),
+                     [](const Piece& a, const Piece& b) { return a.cls < b.cls; });
+    // Entries, weight slots, and the lookup from (row, dx) to (entry, lane).
+    std::map<std::tuple<int, int, int, int>, std::pair<int, int>> where;
+    std::vector<int> woff;
+    for (const Piece& pc : pieces) {
+        const int e = int(entry_.size());
+        entry_.push_back(
+            {std::get<2>(pc.row), pc.dx, std::get<0>(pc.row), std::get<1>(pc.row), pc.cls});
+        woff.push_back(slots_);
+        for (int l = 0; l < kChunk[pc.cls]; ++l) {
+            where[{std::get<0>(pc.row), std::get<1>(pc.row), std::get<2>(pc.row), pc.dx + l}] = {e,
+                                                                                                 l};
+        }
+        slots_ += kChunk[pc.cls];
+    }
+    for (int k = 0, e = 0; k <= kClasses; ++k) {
+        while (e < entries() && entry_[e].cls < k) ++e;
+        seg_[k] = e;
+    }
+    for (const Entry& en : entry_) {
+        left_ = std::max(left_, -en.dx);
+        right_ = std::max(right_, en.dx);
+        top_ = std::max(top_, -en.dy);
+        bottom_ = std::max(bottom_, en.dy);
+    }
+    rows_ = Halide::Runtime::Buffer<int32_t, 2>(5, entries());
+    for (int e = 0; e < entries(); ++e) {
+        const Entry& en = entry_[e];
+        const int v[5] = {en.dy, en.dx, en.in, en.out, woff[e]};
+        for (int f = 0; f < 5; ++f) rows_(f, e) = v[f];
+    }
+    for (const TapKernel& k : kernels_) {
+        std::vector<int> slot(k.kh * k.kw);
+        std::vector<std::pair<int, int>> lane(k.kh * k.kw);
+        for (int u = 0; u < k.kh; ++u)
+            for (int v = 0; v < k.kw; ++v) {
+                auto [dy, dx] = offset(k, u, v);
+                const auto el = where.at({k.in, k.out, dy, dx});
+                lane[u * k.kw + v] = el;
+                slot[u * k.kw + v] = woff[el.first] + el.second;
+            }
+        slot_of_.push_back(std::move(slot));
+        lane_of_.push_back(std::move(lane));
+    }
+}
+
+void TapPlan::pack(const std::vector<const float*>& w, int channels,
+                   const std::vector<const float*>& scale,
+                   Halide::Runtime::Buffer<float, 3>& dst) const {
+    dst.fill(0.0f);
+    for (size_t i = 0; i < kernels_.size(); ++i) {
+        const TapKernel& k = kernels_[i];
+        const int taps = k.kh * k.kw;
+        for (int c = 0; c < channels; ++c) {
+            const float s = (i < scale.size() && scale[i]) ? scale[i][c] : 1.0f;
+            const float* src = w[i] + int64_t(c) * taps;
+            for (int t = 0; t < taps; ++t)
+                dst(c % kLanes, slot_of_[i][t], c / kLanes) += s * src[t];
+        }
+    }
+}
+
+void TapPlan::add_identity(int i, int u, int v, int channels,
+                           Halide::Runtime::Buffer<float, 3>& dst) const {
+    const int slot = slot_of_.at(i).at(u * kernels_[i].kw + v);
+    for (int c = 0; c < channels; ++c) dst(c % kLanes, slot, c / kLanes) += 1.0f;
+}
+
+void TapPlan::unpack(const std::array<Halide::Runtime::Buffer<float, 4>, kClasses>& g, int i,
+                     int channels, float* dst) const {
+    const TapKernel& k = kernels_.at(i);
+    const int taps = k.kh * k.kw;
+    for (int c = 0; c < channels; ++c)
+        for (int t = 0; t < taps; ++t) {
+            const auto [e, l] = lane_of_[i][t];
+            const int cls = entry_[e].cls;
+            dst[int64_t(c) * taps + t] = g[cls](c % kLanes, l, e - seg_[cls], c / kLanes);
+        }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+Stacked make_stacked(int n, int c, int h, int w, int s) {
+    Stacked b(kLanes, w, h, s, blocks(c), n);
+    b.fill(0.0f);
+    return b;
+}
+
+void put(const Tensor& t, Stacked& st, int s) {
+    Blocked view = st.sliced(3, s);
+    to_blocked_into(t, view);
+}
+
+Tensor get(Stacked& st, int s, int c) {
+    Blocked view = st.sliced(3, s);
+    return from_blocked(view, c);
+}
+
+const char* const kShiftOut[3] = {"yh", "yv", "ys"};
+const char* const kShiftDy[3] = {"dyh", "dyv", "dys"};
+}  // namespace
+
+TapsRunner::TapsRunner(const Workload& w, Device d, const std::string& kernel_name) : w_(w), d_(d) {
+    install_halide_error_handler();
+    if (w.op != Op::DwConv2dMulti && w.op != Op::ShiftWise) {
+        throw std::invalid_argument("TapsRunner: workload '" + to_string(w) +
+                                    "' is neither dwconv2d_multi nor shiftwise");
+    }
+    if (w.stride != 1) {
+        throw std::invalid_argument("workload '" + to_string(w) +
+                                    "': dwconv2d_multi kernels run stride 1 only");
+    }
+    k_ = &select_kernel(w, d, kernel_name);
+    if (!kernel_name.empty() && kernel_name != k_->name) {
+        throw std::invalid_argument("kernel '" + kernel_name + "' does not exist or cannot run '" +
+                                    to_string(w) + "' on " + device_name(d));
+    }
+}
+
+void TapsRunner::build_plan(bool fused_inference) {
+    inference_ = fused_inference;
+    kernels_.clear();
+    const bool shift = w_.op == Op::ShiftWise;
+    if (!shift) {
+        for (const Branch& b : w_.branches) {
+            kernels_.push_back({b.kh, b.kw, b.dilation, -b.dilation * (b.kh - 1) / 2,
+                                -b.dilation * (b.kw - 1) / 2, 0, 0});
+        }
+    } else {
+        const int k = w_.small_k, nk = w_.num_sub_kernels(), mid = w_.big_k / 2, e = (k - 1) / 2;
+        kernels_.push_back({k, nk * k, 1, -e, -mid, 0, 0});  // horizontal: yh
+        kernels_.push_back({nk * k, k, 1, -mid, -e, 0, 1});  // vertical: yv
+        kernels_.push_back({k, k, 1, -e, -e, 0, 2});         // identity path: ys
+        for (int i = 0; i < 3; ++i) {
+            if (w_.pass == Pass::BwdData) std::swap(kernels_[i].in, kernels_[i].out);
+            if (fused_inference) kernels_[i].out = 0;
+        }
+    }
+    plan_ = std::make_unique<TapPlan>(kernels_, /*transpose=*/w_.pass == Pass::BwdData);
+
+    const int n = w_.n, c = w_.c, h = w_.h, wd = w_.w;
+    const int slots_io = shift && !fused_inference ? 3 : 1;
+    x_ = Stacked();
+    dy_ = Stacked();
+    out_ = Stacked();
+    switch (w_.pass) {
+        case Pass::Fwd:
+            x_ = make_stacked(n, c, h, wd, 1);
+            out_ = make_stacked(n, c, h, wd, slots_io);
+            bias_ = Halide::Runtime::Buffer<float, 3>(kLanes, slots_io, blocks(c));
+            bias_.fill(0.0f);
+            break;
+        case Pass::BwdData:
+            dy_ = make_stacked(n, c, h, wd, slots_io);
+            out_ = make_stacked(n, c, h, wd, 1);
+            bias_ = Halide::Runtime::Buffer<float, 3>(kLanes, 1, blocks(c));
+            bias_.fill(0.0f);
+            break;
+        case Pass::BwdWeight:
+            x_ = make_stacked(n, c, h, wd, 1);
+            dy_ = make_stacked(n, c, h, wd, slots_io);
+            for (int k = 0; k < TapPlan::kClasses; ++k) {
+                const int cnt = std::max(1, plan_->seg(k + 1) - plan_->seg(k));
+                g_[k] =
+                    Halide::Runtime::Buffer<float, 4>(kLanes, TapPlan::kChunk[k], cnt, blocks(c));
+            }
+            db_ = Halide::Runtime::Buffer<float, 3>(kLanes, slots_io, blocks(c));
+            break;
+    }
+    wt_ = Halide::Runtime::Buffer<float, 3>(kLanes, std::max(1, plan_->slots()), blocks(c));
+}
+
+void TapsRunner::prepare_weights() {
+    if (w_.pass == Pass::BwdWeight) return;
+    const int c = w_.c;
+    std::vector<const float*> w, scale;
+    Tensor wh, wv, ws;
+    if (w_.op == Op::DwConv2dMulti) {
+        for (size_t b = 0; b < w_.branches.size(); ++b)
+            w.push_back(in_.at("w" + std::to_string(b)).data<float>());
+    } else {
+        const auto eq = reparam::shiftwise_equivalent(in_.at("w"), in_.at("slot_h"),
+                                                      in_.at("slot_v"), in_.at("ident"), w_.big_k);
+        wh = eq.wh, wv = eq.wv, ws = eq.ws;
+        w = {wh.data<float>(), wv.data<float>(), ws.data<float>()};
+        if (inference_)
+            scale = {in_.at("ah").data<float>(), in_.at("av").data<float>(),
+                     in_.at("as").data<float>()};
+    }
+    plan_->pack(w, c, scale, wt_);
+    if (inference_) {
+        const int e = (w_.small_k - 1) / 2;
+        plan_->add_identity(2, e, e, c, wt_);  // + x
+    }
+    wt_.set_host_dirty();
+    const char* bname = w_.op == Op::DwConv2dMulti ? "b" : (inference_ ? "b" : nullptr);
+    if (bname && in_.count(bname) && w_.pass == Pass::Fwd) {
+        const float* b = in_.at(bname).data<float>();
+        for (int ch = 0; ch < c; ++ch) bias_(ch % kLanes, 0, ch / kLanes) = b[ch];
+        bias_.set_host_dirty();
+    }
+}
+
+void TapsRunner::set_inputs(const std::map<std::string, Tensor>& inputs) {
+    check_op_inputs(w_, inputs);
+    if (w_.op == Op::ShiftWise) {
+        (void)read_shift_tables(w_, inputs.at("slot_h"), inputs.at("slot_v"), inputs.at("ident"));
+    }
+    in_ = inputs;
+    build_plan(w_.op == Op::ShiftWise && w_.pass == Pass::Fwd && inputs.count("ah"));
+    const bool shift = w_.op == Op::ShiftWise;
+    if (x_.data()) put(in_.at("x"), x_, 0);
+    if (dy_.data()) {
+        if (shift) {
+            for (int s = 0; s < 3; ++s) put(in_.at(kShiftDy[s]), dy_, s);
+        } else {
+            put(in_.at("dy"), dy_, 0);
+        }
+    }
+    for (auto* b : {&x_, &dy_})
+        if (b->data()) b->set_host_dirty();
+    prepare_weights();
+}
+
+void TapsRunner::fill_random(uint32_t seed) { set_inputs(make_example_inputs(w_, seed)); }
+
+void TapsRunner::run() {
+    if (!plan_) throw std::logic_error("TapsRunner::run before set_inputs");
+    Halide::Runtime::Buffer<int32_t, 2> rows = plan_->rows();
+    rows.set_host_dirty();
+    const TapPlan& p = *plan_;
+    int rc = 0;
+    if (k_->kind == KernelKind::TapsFwd) {
+        Stacked& in = w_.pass == Pass::Fwd ? x_ : dy_;
+        rc = reinterpret_cast<TapsFwdFn>(k_->fn)(
+            in.raw_buffer(), rows.raw_buffer(), wt_.raw_buffer(), bias_.raw_buffer(), p.seg(1),
+            p.seg(2), p.left(), p.right(), p.top(), p.bottom(), out_.raw_buffer());
+    } else if (k_->kind == KernelKind::TapsWgrad) {
+        rc = reinterpret_cast<TapsWgradFn>(k_->fn)(
+            x_.raw_buffer(), dy_.raw_buffer(), rows.raw_buffer(), p.seg(1), p.seg(2), p.left(),
+            p.right(), p.top(), p.bottom(), g_[0].raw_buffer(), g_[1].raw_buffer(),
+            g_[2].raw_buffer(), db_.raw_buffer());
+    } else {
+        throw std::logic_error(std::string("TapsRunner: ") + k_->name + " is not a taps kernel");
+    }
+    check_halide(rc, std::string("kernel ") + k_->name, d_);
+}
+
+std::map<std::string, Tensor> TapsRunner::outputs() {
+    std::map<std::string, Tensor> r;
+    auto sync = [&](auto& b) { check_halide(b.copy_to_host(), "copy to host", d_); };
+    const int c = w_.c;
+    const bool shift = w_.op == Op::ShiftWise;
+    switch (w_.pass) {
+        case Pass::Fwd:
+            sync(out_);
+            if (shift && !inference_) {
+                for (int s = 0; s < 3; ++s) r[kShiftOut[s]] = get(out_, s, c);
+            } else {
+                r["y"] = get(out_, 0, c);
+            }
+            break;
+        case Pass::BwdData:
+            sync(out_);
+            r["dx"] = get(out_, 0, c);
+            break;
+        case Pass::BwdWeight: {
+            for (auto& g : g_) sync(g);
+            if (!shift) {
+                for (size_t b = 0; b < kernels_.size(); ++b) {
+                    Tensor dw(DType::F32, {c, 1, kernels_[b].kh, kernels_[b].kw});
+                    plan_->unpack(g_, int(b), c, dw.data<float>());
+                    r["dw" + std::to_string(b)] = dw;
+                }
+                sync(db_);
+                Tensor db(DType::F32, {c});
+                for (int ch = 0; ch < c; ++ch)
+                    db.data<float>()[ch] = db_(ch % kLanes, 0, ch / kLanes);
+                r["db"] = db;
+            } else {
+                // Adjoint of reparam::shiftwise_equivalent: each sub-kernel's gradient gathers the
+                // equivalent kernels' gradients at the slots the tables place it in.
+                const int k = w_.small_k, nk = w_.num_sub_kernels(), G = w_.groups;
+                std::vector<float> gh(size_t(c) * k * nk * k), gv(gh.size()), gs(size_t(c) * k * k);
+                plan_->unpack(g_, 0, c, gh.data());
+                plan_->unpack(g_, 1, c, gv.data());
+                plan_->unpack(g_, 2, c, gs.data());
+                const ShiftTables t =
+                    read_shift_tables(w_, in_.at("slot_h"), in_.at("slot_v"), in_.at("ident"));
+                Tensor dw(DType::F32, {c, nk, k, k});
+                float* o = dw.data<float>();
+                const int wide = nk * k;
+                for (int g = 0; g < G; ++g)
+                    for (int ch = 0; ch < c; ++ch)
+                        for (int j = 0; j < nk; ++j) {
+                            const int sh = t.slot_h[(size_t(g) * c + ch) * nk + j];
+                            const int sv = t.slot_v[(size_t(g) * c + ch) * nk + j];
+                            const bool id = t.ident[size_t(g) * c + ch] == j;
+                            for (int u = 0; u < k; ++u)
+                                for (int v = 0; v < k; ++v) {
+                                    float acc = gh[(size_t(ch) * k + u) * wide + sh * k + v] +
+                                                gv[(size_t(ch) * wide + sv * k + u) * k + v];
+                                    if (id) acc += gs[(size_t(ch) * k + u) * k + v];
+                                    o[((size_t(ch) * nk + j) * k + u) * k + v] += acc;
+                                }
+                        }
+                r["dw"] = dw;
+            }
+            break;
+        }
+    }
+    return r;
+}
+
+}  // namespace lkc

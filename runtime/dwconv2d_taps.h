@@ -1,0 +1,101 @@
+// Running dwconv2d_multi and shiftwise on the row-table generators (dwconv2d_taps_fwd/_wgrad):
+// the op's kernels become a TapPlan (distinct offsets, grouped into runs of 8/3/1 taps), weights
+// are summed into the plan's slots per call, gradients are read back from them.
+#pragma once
+
+#include <array>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "HalideBuffer.h"
+#include "runtime/op_runner.h"
+#include "runtime/registry.h"
+
+namespace lkc {
+
+// One depth-wise kernel of an op: tap (u, v) reads in[in](p + (row0 + u*dil, col0 + v*dil)) and
+// adds to out[out](p) (transposed plans negate the offset).
+struct TapKernel {
+    int kh = 1, kw = 1, dil = 1;
+    int row0 = 0, col0 = 0;
+    int in = 0, out = 0;
+};
+
+// Distinct (in, out, dy, dx) taps of a set of kernels, covered by runs ("entries") of the
+// generator's width classes; taps of different kernels at one offset share a weight slot.
+class TapPlan {
+  public:
+    static constexpr int kClasses = 3;
+    static constexpr std::array<int, kClasses> kChunk = {8, 3, 1};  // = generator chunk0..2
+
+    TapPlan(const std::vector<TapKernel>& kernels, bool transpose);
+
+    int entries() const { return int(entry_.size()); }
+    int slots() const { return slots_; }
+    int seg(int k) const { return seg_[k]; }  // first entry of class k; seg(kClasses) = entries
+    int left() const { return left_; }
+    int right() const { return right_; }
+    int top() const { return top_; }
+    int bottom() const { return bottom_; }
+    // Distinct taps and weight slots computed per output pixel (padding lanes included).
+    int distinct_taps() const { return distinct_; }
+    const Halide::Runtime::Buffer<int32_t, 2>& rows() const { return rows_; }
+
+    // Sums per-kernel weights (kernel i: C*kh*kw floats, row-major [C][kh][kw], scaled by
+    // scale[i][c] when given) into the blocked slot buffer (16, slots, ceil(C/16)).
+    void pack(const std::vector<const float*>& w, int channels,
+              const std::vector<const float*>& scale, Halide::Runtime::Buffer<float, 3>& dst) const;
+    // Reads the gradient of kernel i's weights (C*kh*kw) from the wgrad outputs g[class].
+    void unpack(const std::array<Halide::Runtime::Buffer<float, 4>, kClasses>& g, int i,
+                int channels, float* dst) const;
+    // Adds 1 to the weight of kernel i's tap (u, v) for every channel (shift-wise identity).
+    void add_identity(int i, int u, int v, int channels,
+                      Halide::Runtime::Buffer<float, 3>& dst) const;
+
+  private:
+    struct Entry {
+        int dy, dx, in, out, cls;
+    };
+    std::vector<TapKernel> kernels_;
+    std::vector<std::vector<int>> slot_of_;  // per kernel, per tap u*kw+v: weight slot
+    std::vector<std::vector<std::pair<int, int>>> lane_of_;  // per kernel tap: (entry, lane)
+    std::vector<Entry> entry_;
+    std::array<int, kClasses + 1> seg_{};
+    int slots_ = 0, distinct_ = 0;
+    int left_ = 0, right_ = 0, top_ = 0, bottom_ = 0;
+    Halide::Runtime::Buffer<int32_t, 2> rows_;
+};
+
+using Stacked = Halide::Runtime::Buffer<float, 6>;  // (16, W, H, S, ceil(C/16), N)
+
+// OpRunner for dwconv2d_multi and shiftwise (all passes, stride 1).
+class TapsRunner : public OpRunner {
+  public:
+    TapsRunner(const Workload& w, Device d, const std::string& kernel_name = "");
+    const Workload& workload() const override { return w_; }
+    std::string kernel_name() const override { return k_->name; }
+    const TapPlan& plan() const { return *plan_; }
+    void set_inputs(const std::map<std::string, Tensor>& inputs) override;
+    void fill_random(uint32_t seed) override;
+    void run() override;
+    std::map<std::string, Tensor> outputs() override;
+
+  private:
+    void build_plan(bool fused_inference);
+    void prepare_weights();
+
+    Workload w_;
+    Device d_;
+    const KernelInfo* k_;
+    std::map<std::string, Tensor> in_;  // file-layout inputs (weights, tables, scales)
+    bool inference_ = false;            // shiftwise fwd with ah, av, as, b: one output y
+    std::unique_ptr<TapPlan> plan_;
+    std::vector<TapKernel> kernels_;
+    Stacked x_, dy_, out_;
+    Halide::Runtime::Buffer<float, 3> wt_, bias_, db_;
+    std::array<Halide::Runtime::Buffer<float, 4>, TapPlan::kClasses> g_;
+};
+
+}  // namespace lkc
