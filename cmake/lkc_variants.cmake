@@ -32,6 +32,6 @@ foreach (t IN ITEMS 8 7 5 3 1)
 endforeach ()
 
 # Row-table kernels for dwconv2d_multi and shiftwise (generators/dwconv2d_taps_generators.cpp):
-# entry width classes 8/3/1 are GeneratorParams (chunk0..2) that runtime/dwconv2d_taps.h mirrors.
+# entry width classes 8/5/3/1 are GeneratorParams (chunk0..3) that runtime/dwconv2d_taps.h mirrors.
 lkc_add_kernel(NAME dwconv2d_taps_fwd GENERATOR dwconv2d_taps_fwd PARAMS tile=14)
 lkc_add_kernel(NAME dwconv2d_taps_wgrad GENERATOR dwconv2d_taps_wgrad)

@@ -6,8 +6,8 @@
 //   (dy, dx, in, out, woff): out[o](p) += sum_{l < chunk} W[woff + l] * in[s](p + (dy, dx + l))
 // with per-channel weights W (zero where a run is padded). Coinciding taps of different branches
 // are summed into one weight, so each input vector is read once per distinct offset. Entries are
-// sorted by width class (chunk 8, 3, 1 by default); each class is one update of the same register
-// tile, so all branches accumulate in registers and the input tile is read once per pass.
+// sorted by width class (chunk 8, 5, 3, 1 by default); each class is one update of the same
+// register tile, so all branches accumulate in registers and the input tile is read once per pass.
 //
 // Layouts: blocked channels as in dwconv2d_algorithm.h, with a stack dimension s/o between y and
 // cb: activations (ci 16, x, y, s, ceil(C/16), n); weights (ci 16, slot, ceil(C/16)).
@@ -48,7 +48,9 @@ Func zero_extended6(const B& in, const std::string& name) {
     return f;
 }
 
-// Table fields, clamped to the reach the runtime declares so Halide can bound the staged input.
+// Table fields with the ranges the runtime guarantees (TapPlan builds reach, slots and offsets
+// from the same entries), promised rather than clamped: bounds inference gets the staged input's
+// extent, and the entry loop carries no clamp code (8 cmovs and their reloads per entry).
 struct Entry {
     Expr dy, dx, in, out, woff;
 };
@@ -56,49 +58,59 @@ template <typename T>
 Entry entry_at(const T& rows, Expr e, Expr left, Expr right, Expr top, Expr bottom, Expr slots,
                Expr nslots_w, int chunk) {
     Entry en;
-    en.dy = clamp(rows(0, e), -top, bottom);
-    en.dx = clamp(rows(1, e), -left, right);
-    en.in = clamp(rows(2, e), 0, slots - 1);
+    en.dy = unsafe_promise_clamped(rows(0, e), -top, bottom);
+    en.dx = unsafe_promise_clamped(rows(1, e), -left, right);
+    en.in = unsafe_promise_clamped(rows(2, e), 0, slots - 1);
     en.out = rows(3, e);
-    en.woff = clamp(rows(4, e), 0, nslots_w - chunk);
+    en.woff = unsafe_promise_clamped(rows(4, e), 0, nslots_w - chunk);
     return en;
 }
 
-sched::TapsParams taps_params(const Target& t, int tile, int c0, int c1, int c2, int gpu_rows) {
+sched::TapsParams taps_params(const Target& t, int tile, const int (&chunk)[kTapClasses],
+                              int gpu_rows) {
     sched::TapsParams p;
     p.tile = tile_for_target(t, tile);
-    p.chunk[0] = c0;
-    p.chunk[1] = c1;
-    p.chunk[2] = c2;
+    for (int k = 0; k < kTapClasses; ++k) p.chunk[k] = chunk[k];
     p.gpu_rows = gpu_rows;
     return p;
+}
+
+// Entry segments: class k owns entries [seg[k], seg[k+1]); seg[0] = 0, seg[kTapClasses] = R.
+template <typename S>
+std::vector<Expr> segments(const S& seg_inputs, Expr R) {
+    std::vector<Expr> seg = {0};
+    for (const auto* in : seg_inputs) seg.push_back(clamp(Expr(*in), seg.back(), R));
+    seg.push_back(R);
+    return seg;
 }
 
 class DwConv2dTapsFwd : public Generator<DwConv2dTapsFwd> {
   public:
     GeneratorParam<int> tile{"tile", 14, 1, 64};
     GeneratorParam<int> chunk0{"chunk0", 8, 1, 16};
-    GeneratorParam<int> chunk1{"chunk1", 3, 1, 16};
-    GeneratorParam<int> chunk2{"chunk2", 1, 1, 16};
+    GeneratorParam<int> chunk1{"chunk1", 5, 1, 16};
+    GeneratorParam<int> chunk2{"chunk2", 3, 1, 16};
+    GeneratorParam<int> chunk3{"chunk3", 1, 1, 16};
     GeneratorParam<int> gpu_rows{"gpu_rows", 4, 1, 64};
 
     Input<Buffer<float, 6>> input{"input"};      // stacked inputs (16, W, H, S, ceil(C/16), N)
     Input<Buffer<int32_t, 2>> rows{"rows"};      // (5, R): dy, dx, in, out, woff per entry
     Input<Buffer<float, 3>> weights{"weights"};  // (16, slots, ceil(C/16))
     Input<Buffer<float, 3>> bias{"bias"};        // (16, O, ceil(C/16))
-    Input<int> seg1{"seg1"};                     // entries [0, seg1) class 0, [seg1, seg2) class 1,
-    Input<int> seg2{"seg2"};                     // [seg2, R) class 2
-    Input<int> left{"left"}, right{"right"};     // max -dx and max dx over entries (>= 0)
-    Input<int> top{"top"}, bottom{"bottom"};     // max -dy and max dy
-    Output<Buffer<float, 6>> output{"output"};   // (16, W, H, O, ceil(C/16), N)
+    Input<int> seg1{"seg1"};  // entries [0, seg1) class 0, [seg1, seg2) class 1, ...,
+    Input<int> seg2{"seg2"};  // [seg3, R) class 3
+    Input<int> seg3{"seg3"};
+    Input<int> left{"left"}, right{"right"};    // max -dx and max dx over entries (>= 0)
+    Input<int> top{"top"}, bottom{"bottom"};    // max -dy and max dy
+    Output<Buffer<float, 6>> output{"output"};  // (16, W, H, O, ceil(C/16), N)
 
     void generate() {
         const sched::TapsParams p =
-            taps_params(get_target(), tile, chunk0, chunk1, chunk2, gpu_rows);
+            taps_params(get_target(), tile, {chunk0, chunk1, chunk2, chunk3}, gpu_rows);
         Var ci("ci"), x("x"), y("y"), o("o"), cb("cb"), n("n"), t("t"), jt("jt");
         Expr W = input.dim(1).extent(), H = input.dim(2).extent(), S = input.dim(3).extent();
         Expr R = rows.dim(1).extent(), T = weights.dim(1).extent();
-        Expr seg[kTapClasses + 1] = {0, clamp(seg1, 0, R), clamp(seg2, clamp(seg1, 0, R), R), R};
+        const std::vector<Expr> seg = segments(std::vector<Input<int>*>{&seg1, &seg2, &seg3}, R);
 
         sched::TapsFwdStages s;
         s.xp = zero_extended6(input, "xp");
@@ -123,11 +135,13 @@ class DwConv2dTapsFwd : public Generator<DwConv2dTapsFwd> {
         constrain_stacked(output);
         rows.dim(0).set_min(0).set_extent(5).set_stride(1);
         rows.dim(1).set_min(0).set_stride(5);
+        // Dense weight and bias blocks: slot and output strides are 16 floats, so every weight
+        // address of an entry folds into an immediate offset.
         weights.dim(0).set_min(0).set_extent(kLanes).set_stride(1);
-        weights.dim(1).set_min(0);
+        weights.dim(1).set_min(0).set_stride(kLanes);
         weights.dim(2).set_min(0);
         bias.dim(0).set_min(0).set_extent(kLanes).set_stride(1);
-        bias.dim(1).set_min(0);
+        bias.dim(1).set_min(0).set_stride(kLanes);
         bias.dim(2).set_min(0);
         estimate_stacked(input, 1);
         estimate_stacked(output, 1);
@@ -136,6 +150,7 @@ class DwConv2dTapsFwd : public Generator<DwConv2dTapsFwd> {
         bias.set_estimates({{0, kLanes}, {0, 1}, {0, 8}});
         seg1.set_estimate(40);
         seg2.set_estimate(50);
+        seg3.set_estimate(60);
         left.set_estimate(25);
         right.set_estimate(25);
         top.set_estimate(25);
@@ -157,8 +172,9 @@ class DwConv2dTapsFwd : public Generator<DwConv2dTapsFwd> {
 class DwConv2dTapsWgrad : public Generator<DwConv2dTapsWgrad> {
   public:
     GeneratorParam<int> chunk0{"chunk0", 8, 1, 16};
-    GeneratorParam<int> chunk1{"chunk1", 3, 1, 16};
-    GeneratorParam<int> chunk2{"chunk2", 1, 1, 16};
+    GeneratorParam<int> chunk1{"chunk1", 5, 1, 16};
+    GeneratorParam<int> chunk2{"chunk2", 3, 1, 16};
+    GeneratorParam<int> chunk3{"chunk3", 1, 1, 16};
     GeneratorParam<int> gpu_rows{"gpu_rows", 4, 1, 64};
 
     Input<Buffer<float, 6>> input{"input"};  // stacked x (16, W, H, S, ceil(C/16), N)
@@ -166,24 +182,27 @@ class DwConv2dTapsWgrad : public Generator<DwConv2dTapsWgrad> {
     Input<Buffer<int32_t, 2>> rows{"rows"};  // (5, R) as in the forward (woff unused)
     Input<int> seg1{"seg1"};
     Input<int> seg2{"seg2"};
+    Input<int> seg3{"seg3"};
     Input<int> left{"left"}, right{"right"};
     Input<int> top{"top"}, bottom{"bottom"};
     Output<Buffer<float, 4>> g0{"g0"};  // (16, chunk0, seg1, ceil(C/16))
     Output<Buffer<float, 4>> g1{"g1"};  // (16, chunk1, seg2 - seg1, ceil(C/16))
-    Output<Buffer<float, 4>> g2{"g2"};  // (16, chunk2, R - seg2, ceil(C/16))
+    Output<Buffer<float, 4>> g2{"g2"};  // (16, chunk2, seg3 - seg2, ceil(C/16))
+    Output<Buffer<float, 4>> g3{"g3"};  // (16, chunk3, R - seg3, ceil(C/16))
     Output<Buffer<float, 3>> db{"db"};  // (16, O, ceil(C/16))
 
     void generate() {
-        sched::TapsParams p = taps_params(get_target(), 14, chunk0, chunk1, chunk2, gpu_rows);
+        sched::TapsParams p =
+            taps_params(get_target(), 14, {chunk0, chunk1, chunk2, chunk3}, gpu_rows);
         Var ci("ci"), l("l"), pp("p"), e("e"), cb("cb"), n("n"), o("o");
         Expr W = input.dim(1).extent(), H = input.dim(2).extent(), S = input.dim(3).extent();
         Expr R = rows.dim(1).extent(), N = input.dim(5).extent();
-        Expr seg[kTapClasses + 1] = {0, clamp(seg1, 0, R), clamp(seg2, clamp(seg1, 0, R), R), R};
+        const std::vector<Expr> seg = segments(std::vector<Input<int>*>{&seg1, &seg2, &seg3}, R);
 
         sched::TapsWgradStages s;
         s.xp = zero_extended6(input, "xp");
         s.dyp = zero_extended6(dy, "dyp");
-        Output<Buffer<float, 4>>* outs[kTapClasses] = {&g0, &g1, &g2};
+        Output<Buffer<float, 4>>* outs[kTapClasses] = {&g0, &g1, &g2, &g3};
         for (int k = 0; k < kTapClasses; ++k) {
             const std::string ks = std::to_string(k);
             const int P = p.partials[k], Q = std::max(1, p.wcols / P), J = P * Q;
@@ -238,9 +257,11 @@ class DwConv2dTapsWgrad : public Generator<DwConv2dTapsWgrad> {
         g0.set_estimates({{0, kLanes}, {0, int(chunk0)}, {0, 40}, {0, 8}});
         g1.set_estimates({{0, kLanes}, {0, int(chunk1)}, {0, 10}, {0, 8}});
         g2.set_estimates({{0, kLanes}, {0, int(chunk2)}, {0, 10}, {0, 8}});
+        g3.set_estimates({{0, kLanes}, {0, int(chunk3)}, {0, 10}, {0, 8}});
         db.set_estimates({{0, kLanes}, {0, 1}, {0, 8}});
         seg1.set_estimate(40);
         seg2.set_estimate(50);
+        seg3.set_estimate(60);
         left.set_estimate(25);
         right.set_estimate(25);
         top.set_estimate(25);

@@ -22,10 +22,10 @@ int blocks(int64_t c) { return static_cast<int>((c + kLanes - 1) / kLanes); }
 double entry_cost(int c) { return c + 0.8; }
 
 using TapsFwdFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
-                          int, int, int, int, int, int, halide_buffer_t*);
+                          int, int, int, int, int, int, int, halide_buffer_t*);
 using TapsWgradFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int, int, int,
-                            int, int, int, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
-                            halide_buffer_t*);
+                            int, int, int, int, halide_buffer_t*, halide_buffer_t*,
+                            halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
 }  // namespace
 
 constexpr std::array<int, TapPlan::kClasses> TapPlan::kChunk;
@@ -314,12 +314,12 @@ void TapsRunner::run() {
         Stacked& in = w_.pass == Pass::Fwd ? x_ : dy_;
         rc = reinterpret_cast<TapsFwdFn>(k_->fn)(
             in.raw_buffer(), rows.raw_buffer(), wt_.raw_buffer(), bias_.raw_buffer(), p.seg(1),
-            p.seg(2), p.left(), p.right(), p.top(), p.bottom(), out_.raw_buffer());
+            p.seg(2), p.seg(3), p.left(), p.right(), p.top(), p.bottom(), out_.raw_buffer());
     } else if (k_->kind == KernelKind::TapsWgrad) {
         rc = reinterpret_cast<TapsWgradFn>(k_->fn)(
-            x_.raw_buffer(), dy_.raw_buffer(), rows.raw_buffer(), p.seg(1), p.seg(2), p.left(),
-            p.right(), p.top(), p.bottom(), g_[0].raw_buffer(), g_[1].raw_buffer(),
-            g_[2].raw_buffer(), db_.raw_buffer());
+            x_.raw_buffer(), dy_.raw_buffer(), rows.raw_buffer(), p.seg(1), p.seg(2), p.seg(3),
+            p.left(), p.right(), p.top(), p.bottom(), g_[0].raw_buffer(), g_[1].raw_buffer(),
+            g_[2].raw_buffer(), g_[3].raw_buffer(), db_.raw_buffer());
     } else {
         throw std::logic_error(std::string("TapsRunner: ") + k_->name + " is not a taps kernel");
     }

@@ -1,5 +1,5 @@
 // Running dwconv2d_multi and shiftwise on the row-table generators (dwconv2d_taps_fwd/_wgrad):
-// the op's kernels become a TapPlan (distinct offsets, grouped into runs of 8/3/1 taps), weights
+// the op's kernels become a TapPlan (distinct offsets, grouped into runs of 8/5/3/1 taps), weights
 // are summed into the plan's slots per call, gradients are read back from them.
 #pragma once
 
@@ -27,8 +27,8 @@ struct TapKernel {
 // generator's width classes; taps of different kernels at one offset share a weight slot.
 class TapPlan {
   public:
-    static constexpr int kClasses = 3;
-    static constexpr std::array<int, kClasses> kChunk = {8, 3, 1};  // = generator chunk0..2
+    static constexpr int kClasses = 4;
+    static constexpr std::array<int, kClasses> kChunk = {8, 5, 3, 1};  // = generator chunk0..3
 
     TapPlan(const std::vector<TapKernel>& kernels, bool transpose);
 

@@ -11,15 +11,15 @@ namespace lkc::sched {
 using namespace Halide;
 
 // Width classes of table entries: an entry is a run of `chunk[k]` consecutive kernel columns.
-constexpr int kTapClasses = 3;
+constexpr int kTapClasses = 4;
 
 struct TapsParams {
-    int tile = 14;                          // output columns per register tile (fwd)
-    int chunk[kTapClasses] = {8, 3, 1};     // taps per entry, per class
-    int partials[kTapClasses] = {1, 3, 8};  // wgrad: independent partial sums per class
-    int wcols = 8;                          // wgrad: output columns unrolled per step
-    int gpu_rows = 4;                       // GPU: output rows per block
-    int rows_per_task = 8;                  // CPU fwd: output rows per parallel task
+    int tile = 14;                             // output columns per register tile (fwd)
+    int chunk[kTapClasses] = {8, 5, 3, 1};     // taps per entry, per class
+    int partials[kTapClasses] = {1, 2, 3, 8};  // wgrad: independent partial sums per class
+    int wcols = 8;                             // wgrad: output columns unrolled per step
+    int gpu_rows = 4;                          // GPU: output rows per block
+    int rows_per_task = 8;                     // CPU fwd: output rows per parallel task
 };
 
 // Forward / backward-data: out(ci, x, y, o, cb, n) = bias + sum over the entries of every class.

@@ -2,7 +2,8 @@
 //
 //   lkc op <workload> --inputs IN.safetensors --outputs OUT.safetensors [--device cpu|opencl|cuda]
 //          [--kernel NAME] [--repeat K] [--verbose]
-//   lkc example <workload> -o IN.safetensors [--seed N]   random inputs with the right names/shapes
+//   lkc example <workload> -o IN.safetensors [--seed N] [--density D] [--optional]
+//          valid random inputs (names/shapes of runtime/op_inputs.h)
 //   lkc kernels [--workload WL [--device D]]   list the variants, or rank them for a workload
 //   lkc version
 #include <algorithm>
@@ -16,7 +17,10 @@
 #include "CLI/CLI.hpp"
 #include "runtime/device.h"
 #include "runtime/dwconv2d.h"
-#include "runtime/reference_dwconv.h"
+#include "runtime/dwconv2d_taps.h"
+#include "runtime/op_inputs.h"
+#include "runtime/op_runner.h"
+#include "runtime/reference_ops.h"
 #include "runtime/registry.h"
 #include "runtime/safetensors.h"
 #include "runtime/workload.h"
@@ -54,8 +58,8 @@ void print_summary(const std::string& name, const lkc::Tensor& t) {
 // |terms| per element (fp32 rounding of a K*K-term sum). Returns false when outside it.
 bool check_against_reference(const lkc::Workload& w, const std::map<std::string, lkc::Tensor>& in,
                              const std::map<std::string, lkc::Tensor>& out) {
-    const auto ref = lkc::ref::dwconv2d_reference(w, in);
-    const auto mag = lkc::ref::dwconv2d_reference(w, in, /*absolute=*/true);
+    const auto ref = lkc::ref::op_reference(w, in);
+    const auto mag = lkc::ref::op_reference(w, in, /*absolute=*/true);
     bool ok = true;
     for (const auto& [name, want] : ref) {
         const float* got = out.at(name).data<float>();
@@ -78,20 +82,24 @@ bool check_against_reference(const lkc::Workload& w, const std::map<std::string,
 int run_op(const OpArgs& a) {
     const lkc::Workload w = lkc::parse_workload(a.workload);
     const lkc::Device dev = lkc::parse_device(a.device);
-    if (w.op != lkc::Op::DwConv2d) {
-        throw std::invalid_argument(std::string("op '") + lkc::op_name(w.op) +
-                                    "' has no kernels in this build yet (available: dwconv2d)");
-    }
     if (a.repeat < 1) throw std::invalid_argument("--repeat must be >= 1");
     lkc::SafetensorsFile in = lkc::read_safetensors(a.inputs);
 
-    lkc::DwConv2dRunner runner(w, dev, a.kernel);
+    std::unique_ptr<lkc::OpRunner> runner_ptr = lkc::make_runner(w, dev, a.kernel);
+    lkc::OpRunner& runner = *runner_ptr;
+    runner.set_inputs(in.tensors);
     if (a.verbose) {
         std::cerr << "lkc op: " << lkc::to_string(w) << " on " << lkc::device_name(dev)
-                  << ", kernel " << runner.kernel().name << " (tile " << runner.kernel().tile
-                  << ", chunk " << runner.kernel().chunk << ", hand default)\n";
+                  << ", kernel " << runner.kernel_name() << " (hand default)";
+        if (auto* dense = dynamic_cast<lkc::DwConv2dRunner*>(&runner))
+            std::cerr << ", tile " << dense->kernel().tile << ", chunk " << dense->kernel().chunk;
+        if (auto* taps = dynamic_cast<lkc::TapsRunner*>(&runner)) {
+            const lkc::TapPlan& p = taps->plan();
+            std::cerr << ", " << p.distinct_taps() << " distinct taps in " << p.entries()
+                      << " runs (" << p.slots() << " weight slots)";
+        }
+        std::cerr << "\n";
     }
-    runner.set_inputs(in.tensors);
     std::vector<double> times;
     for (int i = 0; i < a.repeat; ++i) {
         auto t0 = std::chrono::steady_clock::now();
@@ -103,15 +111,15 @@ int run_op(const OpArgs& a) {
     // Bias is optional: the reference and the outputs treat a missing b as zeros.
     lkc::write_safetensors(a.outputs, out,
                            {{"workload", lkc::to_string(w)},
-                            {"kernel", runner.kernel().name},
+                            {"kernel", runner.kernel_name()},
                             {"device", lkc::device_name(dev)}});
     std::sort(times.begin(), times.end());
     const double med = times[times.size() / 2];
     std::printf(
         "%s  device=%s  kernel=%s  median=%.3f ms over %d run(s)  %.1f GFLOP/s nominal, "
         "%.1f useful\n",
-        lkc::to_string(w).c_str(), lkc::device_name(dev), runner.kernel().name, med * 1e3, a.repeat,
-        w.nominal_flops() / med * 1e-9, w.useful_flops() / med * 1e-9);
+        lkc::to_string(w).c_str(), lkc::device_name(dev), runner.kernel_name().c_str(), med * 1e3,
+        a.repeat, w.nominal_flops() / med * 1e-9, w.useful_flops() / med * 1e-9);
     for (const auto& [name, t] : out) print_summary(name, t);
     std::printf("  written to %s\n", a.outputs.c_str());
     bool ok = true;
@@ -120,20 +128,10 @@ int run_op(const OpArgs& a) {
     return ok ? 0 : 3;
 }
 
-int write_example(const std::string& workload, const std::string& path, uint32_t seed) {
+int write_example(const std::string& workload, const std::string& path, uint32_t seed,
+                  double density, bool optional) {
     const lkc::Workload w = lkc::parse_workload(workload);
-    if (w.op != lkc::Op::DwConv2d) {
-        throw std::invalid_argument(std::string("op '") + lkc::op_name(w.op) +
-                                    "' has no kernels in this build yet (available: dwconv2d)");
-    }
-    std::mt19937 g(seed);
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    std::map<std::string, lkc::Tensor> in;
-    for (const auto& [name, shape] : lkc::dwconv2d_input_shapes(w)) {
-        lkc::Tensor t(lkc::DType::F32, shape);
-        for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(g);
-        in[name] = t;
-    }
+    const auto in = lkc::make_example_inputs(w, seed, /*small_int=*/false, density, optional);
     lkc::write_safetensors(path, in,
                            {{"workload", lkc::to_string(w)}, {"seed", std::to_string(seed)}});
     std::printf("wrote %s:", path.c_str());
@@ -186,9 +184,11 @@ int main(int argc, char** argv) {
         ->required();
     op_cmd
         ->add_option("--inputs", op.inputs,
-                     "input tensors (x, w, b, dy; NCHW, weights [C,1,Kh,Kw])")
+                     "input tensors (x, w, w0.., b, mask, dy, dyh.., slot_h, slot_v, ident, ah, "
+                     "av, as; see docs/workloads.md)")
         ->required();
-    op_cmd->add_option("--outputs", op.outputs, "output file (y | dx | dw, db)")->required();
+    op_cmd->add_option("--outputs", op.outputs, "output file (y | yh, yv, ys | dx | dw, dw0.., db)")
+        ->required();
     op_cmd->add_option("--device", op.device, "cpu | opencl | cuda")->capture_default_str();
     op_cmd->add_option("--kernel", op.kernel, "force a kernel variant (see `lkc kernels`)");
     op_cmd->add_option("--repeat", op.repeat, "run the kernel K times and report the median")
@@ -199,11 +199,17 @@ int main(int argc, char** argv) {
 
     std::string ex_workload, ex_out;
     uint32_t ex_seed = 1;
-    CLI::App* ex_cmd =
-        app.add_subcommand("example", "write random inputs (x, w, b, dy as needed) for a workload");
+    double ex_density = 0.5;
+    bool ex_optional = false;
+    CLI::App* ex_cmd = app.add_subcommand(
+        "example", "write valid random inputs (tensors, masks, slot tables) for a workload");
     ex_cmd->add_option("workload", ex_workload, "workload string")->required();
     ex_cmd->add_option("-o,--output", ex_out, "safetensors file to write")->required();
     ex_cmd->add_option("--seed", ex_seed, "random seed")->capture_default_str();
+    ex_cmd->add_option("--density", ex_density, "dwconv2d_sparse: mask density per channel")
+        ->capture_default_str();
+    ex_cmd->add_flag("--optional", ex_optional,
+                     "include optional inputs (b; shiftwise ah, av, as, b: fused inference)");
 
     std::string k_workload, k_device = "cpu";
     CLI::App* k_cmd = app.add_subcommand("kernels", "list the compiled kernel variants");
@@ -220,7 +226,8 @@ int main(int argc, char** argv) {
 
     try {
         if (app.got_subcommand("op")) return run_op(op);
-        if (app.got_subcommand("example")) return write_example(ex_workload, ex_out, ex_seed);
+        if (app.got_subcommand("example"))
+            return write_example(ex_workload, ex_out, ex_seed, ex_density, ex_optional);
         if (app.got_subcommand("kernels")) return list_kernels(k_workload, k_device);
         if (app.got_subcommand("version")) {
             std::printf("lkc %s\n", LKC_VERSION);

@@ -32,7 +32,7 @@ void schedule_taps_fwd_cpu(TapsFwdStages& s, const TapsParams& p, const Target& 
     s.xp.compute_at(out, cbn).vectorize(ci, 16);
 }
 
-// Backward weight, per class: chunk lanes x partials accumulators (8 x 1, 3 x 3, 1 x 8 = 8 or 9
+// Backward weight, per class: chunk lanes x partials accumulators (8x1, 5x2, 3x3, 1x8: 8-10
 // FMA chains), reduced over output rows and column steps; per step the x vectors of neighbouring
 // lanes / columns coincide and are loaded once. x and dy are staged zero-extended once (root).
 void schedule_taps_wgrad_cpu(TapsWgradStages& s, const TapsParams& p, const Target& t) {
