@@ -1,6 +1,7 @@
 #include "runtime/dwconv2d_taps.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <set>
 #include <stdexcept>
@@ -30,7 +31,8 @@ using TapsWgradFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*
 
 constexpr std::array<int, TapPlan::kClasses> TapPlan::kChunk;
 
-TapPlan::TapPlan(const std::vector<TapKernel>& kernels, bool transpose) : kernels_(kernels) {
+TapPlan::TapPlan(const std::vector<TapKernel>& kernels, bool transpose, int map_h, int map_w)
+    : kernels_(kernels) {
     // Distinct taps per row group (in, out, dy) -> sorted dx.
     using Row = std::tuple<int, int, int>;
     std::map<Row, std::set<int>> groups;
@@ -38,12 +40,16 @@ TapPlan::TapPlan(const std::vector<TapKernel>& kernels, bool transpose) : kernel
         int dy = k.row0 + u * k.dil, dx = k.col0 + v * k.dil;
         return transpose ? std::make_pair(-dy, -dx) : std::make_pair(dy, dx);
     };
+    auto meets_map = [&](std::pair<int, int> o) {
+        return (map_h <= 0 || std::abs(o.first) < map_h) &&
+               (map_w <= 0 || std::abs(o.second) < map_w);
+    };
     for (const TapKernel& k : kernels_) {
         if (k.kh < 1 || k.kw < 1 || k.dil < 1) throw std::invalid_argument("TapPlan: bad kernel");
         for (int u = 0; u < k.kh; ++u)
             for (int v = 0; v < k.kw; ++v) {
-                auto [dy, dx] = offset(k, u, v);
-                groups[{k.in, k.out, dy}].insert(dx);
+                const auto o = offset(k, u, v);
+                if (meets_map(o)) groups[{k.in, k.out, o.first}].insert(o.second);
             }
     }
     // Cover each row's columns with runs of the width classes (DP over the sorted columns; a run
@@ -113,8 +119,13 @@ TapPlan::TapPlan(const std::vector<TapKernel>& kernels, bool transpose) : kernel
         std::vector<std::pair<int, int>> lane(k.kh * k.kw);
         for (int u = 0; u < k.kh; ++u)
             for (int v = 0; v < k.kw; ++v) {
-                auto [dy, dx] = offset(k, u, v);
-                const auto el = where.at({k.in, k.out, dy, dx});
+                const auto o = offset(k, u, v);
+                if (!meets_map(o)) {
+                    lane[u * k.kw + v] = {-1, -1};
+                    slot[u * k.kw + v] = -1;
+                    continue;
+                }
+                const auto el = where.at({k.in, k.out, o.first, o.second});
                 lane[u * k.kw + v] = el;
                 slot[u * k.kw + v] = woff[el.first] + el.second;
             }
@@ -134,7 +145,7 @@ void TapPlan::pack(const std::vector<const float*>& w, int channels,
             const float s = (i < scale.size() && scale[i]) ? scale[i][c] : 1.0f;
             const float* src = w[i] + int64_t(c) * taps;
             for (int t = 0; t < taps; ++t)
-                dst(c % kLanes, slot_of_[i][t], c / kLanes) += s * src[t];
+                if (slot_of_[i][t] >= 0) dst(c % kLanes, slot_of_[i][t], c / kLanes) += s * src[t];
         }
     }
 }
@@ -142,6 +153,7 @@ void TapPlan::pack(const std::vector<const float*>& w, int channels,
 void TapPlan::add_identity(int i, int u, int v, int channels,
                            Halide::Runtime::Buffer<float, 3>& dst) const {
     const int slot = slot_of_.at(i).at(u * kernels_[i].kw + v);
+    if (slot < 0) throw std::logic_error("TapPlan::add_identity: the centre tap was dropped");
     for (int c = 0; c < channels; ++c) dst(c % kLanes, slot, c / kLanes) += 1.0f;
 }
 
@@ -152,6 +164,10 @@ void TapPlan::unpack(const std::array<Halide::Runtime::Buffer<float, 4>, kClasse
     for (int c = 0; c < channels; ++c)
         for (int t = 0; t < taps; ++t) {
             const auto [e, l] = lane_of_[i][t];
+            if (e < 0) {
+                dst[int64_t(c) * taps + t] = 0.0f;  // never meets the image
+                continue;
+            }
             const int cls = entry_[e].cls;
             dst[int64_t(c) * taps + t] = g[cls](c % kLanes, l, e - seg_[cls], c / kLanes);
         }
@@ -216,7 +232,7 @@ void TapsRunner::build_plan(bool fused_inference) {
             if (fused_inference) kernels_[i].out = 0;
         }
     }
-    plan_ = std::make_unique<TapPlan>(kernels_, /*transpose=*/w_.pass == Pass::BwdData);
+    plan_ = std::make_unique<TapPlan>(kernels_, /*transpose=*/w_.pass == Pass::BwdData, w_.h, w_.w);
 
     const int n = w_.n, c = w_.c, h = w_.h, wd = w_.w;
     const int slots_io = shift && !fused_inference ? 3 : 1;

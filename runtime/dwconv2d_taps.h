@@ -30,7 +30,9 @@ class TapPlan {
     static constexpr int kClasses = 4;
     static constexpr std::array<int, kClasses> kChunk = {8, 5, 3, 1};  // = generator chunk0..3
 
-    TapPlan(const std::vector<TapKernel>& kernels, bool transpose);
+    // map_h, map_w > 0: taps with |dy| >= map_h or |dx| >= map_w never meet the image (stride
+    // 1, same-size maps) and are dropped (weight ignored, gradient 0): 51x51 on 14x14 keeps 27x27.
+    TapPlan(const std::vector<TapKernel>& kernels, bool transpose, int map_h = 0, int map_w = 0);
 
     int entries() const { return int(entry_.size()); }
     int slots() const { return slots_; }
@@ -59,8 +61,8 @@ class TapPlan {
         int dy, dx, in, out, cls;
     };
     std::vector<TapKernel> kernels_;
-    std::vector<std::vector<int>> slot_of_;  // per kernel, per tap u*kw+v: weight slot
-    std::vector<std::vector<std::pair<int, int>>> lane_of_;  // per kernel tap: (entry, lane)
+    std::vector<std::vector<int>> slot_of_;  // per kernel, per tap u*kw+v: weight slot or -1
+    std::vector<std::vector<std::pair<int, int>>> lane_of_;  // per kernel tap: (entry, lane)/-1
     std::vector<Entry> entry_;
     std::array<int, kClasses + 1> seg_{};
     int slots_ = 0, distinct_ = 0;

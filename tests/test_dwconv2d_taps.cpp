@@ -102,6 +102,10 @@ TEST(TapPlan, SlotsCoverEveryTapOnce) {
     EXPECT_EQ(vals.count(1.0f + 4.0f + 16.0f), 25u);  // the centre 5x5
     EXPECT_EQ(vals.count(1.0f), size_t(51 * 5 - 25));
     EXPECT_EQ(vals.count(4.0f), size_t(5 * 51 - 25));
+    // On a 14x14 map only offsets within +-13 can meet the image: 27x5 + 5x27 - 25 remain.
+    TapPlan clipped(ks, false, 14, 14);
+    EXPECT_EQ(clipped.distinct_taps(), 27 * 5 + 5 * 27 - 25);
+    EXPECT_EQ(clipped.left(), 13);
     // Transposed: offsets negate; right() is the largest run *start*, within a run of 25.
     TapPlan t(ks, true);
     EXPECT_EQ(t.left(), 25);
