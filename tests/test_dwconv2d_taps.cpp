@@ -22,6 +22,10 @@ const char* kCases[] = {
     "dwconv2d_multi:%s:n1c16h12w12:b31x31d1,5x5d1",
     "dwconv2d_multi:%s:n1c17h15w15:b13x13d1,5x5d1,7x7d2,3x3d3,3x3d4,3x3d5",
     "dwconv2d_multi:%s:n1c9h10w23:b5x5d2",
+    "dwconv2d_multi:%s:n1c124h9w9:b13x5d1,5x13d1,5x5d1",  // SLaK-T stage-1 width
+    "dwconv2d_multi:%s:n1c249h7w7:b11x11d1,3x3d1",        // SLaK-T stage-2 width
+    "shiftwise:%s:n1c122h7w9:K49k3g4",                    // SW-T stage-2 rep channels
+    "shiftwise:%s:n1c246h5w5:K47k3g4",                    // SW-T stage-3 rep channels
     "shiftwise:%s:n1c7h15w15:K13k3g4",
     "shiftwise:%s:n2c60h9w9:K13k3g4",
     "shiftwise:%s:n1c20h14w14:K51k3g4",
