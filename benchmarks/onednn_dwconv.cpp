@@ -236,4 +236,180 @@ double OnednnDwconv::nominal_flops() const {
 
 std::string OnednnDwconv::layouts() const { return impl_->layouts; }
 
+// ---- multi-branch: one primitive per branch plus a sum -----------------------------------------
+
+struct OnednnMultiDw::Impl {
+    dnnl::engine eng;
+    dnnl::stream strm;
+    std::vector<dnnl::primitive> prims;
+    std::vector<std::unordered_map<int, memory>> args;
+    std::string impl_name;
+
+    void load(const memory::desc& user_md, const std::vector<float>& src, const memory& dst) {
+        memory user(user_md, eng, const_cast<float*>(src.data()));
+        memory to = dst;  // a shared handle to the same buffer
+        dnnl::reorder(user, to).execute(strm, user, to);
+        strm.wait();
+    }
+};
+
+namespace {
+
+// One branch's primitive and the layouts it chose.
+struct BranchPd {
+    dnnl::primitive prim;
+    std::string name;
+    memory::desc a, w, y, out;  // src / diff_src, weights / diff_weights, dst / diff_dst, output
+};
+
+BranchPd make_branch(const dnnl::engine& eng, DwProblem::Pass pass, const memory::desc& a_md,
+                     const memory::desc& y_md, const memory::desc& w_any,
+                     const memory::dims& dilates, const memory::dims& pad) {
+    const auto direct = dnnl::algorithm::convolution_direct;
+    const memory::dims strides = {1, 1};
+    BranchPd r;
+    if (pass == DwProblem::Fwd) {
+        dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, direct, a_md,
+                                             w_any, y_md, strides, dilates, pad, pad);
+        dnnl::convolution_forward::primitive_desc pd(desc, eng);
+        r.prim = dnnl::convolution_forward(pd);
+        r.name = pd.impl_info_str();
+        r.a = pd.src_desc(), r.w = pd.weights_desc(), r.y = pd.dst_desc(), r.out = r.y;
+        return r;
+    }
+    dnnl::convolution_forward::desc fwd(dnnl::prop_kind::forward_training, direct, a_md, w_any,
+                                        y_md, strides, dilates, pad, pad);
+    dnnl::convolution_forward::primitive_desc hint(fwd, eng);
+    if (pass == DwProblem::BwdData) {
+        dnnl::convolution_backward_data::desc desc(direct, a_md, w_any, y_md, strides, dilates, pad,
+                                                   pad);
+        dnnl::convolution_backward_data::primitive_desc pd(desc, eng, hint);
+        r.prim = dnnl::convolution_backward_data(pd);
+        r.name = pd.impl_info_str();
+        r.a = pd.diff_src_desc(), r.w = pd.weights_desc(), r.y = pd.diff_dst_desc(), r.out = r.a;
+        return r;
+    }
+    dnnl::convolution_backward_weights::desc desc(direct, a_md, w_any, y_md, strides, dilates, pad,
+                                                  pad);
+    dnnl::convolution_backward_weights::primitive_desc pd(desc, eng, hint);
+    r.prim = dnnl::convolution_backward_weights(pd);
+    r.name = pd.impl_info_str();
+    r.a = pd.src_desc(), r.w = pd.diff_weights_desc(), r.y = pd.diff_dst_desc(), r.out = r.w;
+    return r;
+}
+
+}  // namespace
+
+OnednnMultiDw::OnednnMultiDw(int n, int c, int h, int w, const std::vector<DwBranch>& branches,
+                             DwProblem::Pass pass)
+    : impl_(std::make_unique<Impl>()) {
+    Impl& m = *impl_;
+    if (branches.empty()) throw std::invalid_argument("OnednnMultiDw: no branches");
+    if (n <= 0 || c <= 0 || h <= 0 || w <= 0)
+        throw std::invalid_argument("OnednnMultiDw: non-positive problem size");
+    m.eng = dnnl::engine(dnnl::engine::kind::cpu, 0);
+    m.strm = dnnl::stream(m.eng);
+    const auto f32 = memory::data_type::f32;
+    const memory::dims x_dims = {n, c, h, w};  // stride 1, "same": output = input size
+    const memory::desc act_any(x_dims, f32, Tag::any), act_plain(x_dims, f32, Tag::nchw);
+    // Shared activation layouts: what branch 0 chose with `any`.
+    memory::desc a_md = act_any, y_md = act_any;
+    memory a_mem, y_mem;       // the shared inputs: x (fwd, bwd_weight), dy (bwd_data, bwd_weight)
+    std::vector<memory> outs;  // branch outputs in the shared layout (summed)
+    auto add = [&](dnnl::primitive p, std::unordered_map<int, memory> arg) {
+        m.prims.push_back(std::move(p));
+        m.args.push_back(std::move(arg));
+    };
+    auto reorder_step = [&](const memory& from, const memory& to) {
+        add(dnnl::reorder(from, to), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+    };
+    for (size_t i = 0; i < branches.size(); ++i) {
+        const DwBranch& b = branches[i];
+        if (b.kh <= 0 || b.kw <= 0 || b.dilation <= 0 || b.kh % 2 == 0 || b.kw % 2 == 0)
+            throw std::invalid_argument("OnednnMultiDw: branch kernels must be odd and positive");
+        const int d = b.dilation;
+        const memory::dims w_dims = {c, 1, 1, b.kh, b.kw};
+        const memory::desc w_any(w_dims, f32, Tag::any), w_plain(w_dims, f32, Tag::goihw);
+        const memory::dims dilates = {d - 1, d - 1};
+        const memory::dims pad = {d * (b.kh - 1) / 2, d * (b.kw - 1) / 2};
+        BranchPd bp = make_branch(m.eng, pass, a_md, y_md, w_any, dilates, pad);
+        std::string note;
+        if (i > 0 && bp.name.rfind("ref", 0) == 0) {
+            // The shared layouts only have oneDNN's reference path for this branch: let it pick
+            // its own layouts and pay for the reorders in and out instead (timed).
+            BranchPd own = make_branch(m.eng, pass, act_any, act_any, w_any, dilates, pad);
+            if (own.name.rfind("ref", 0) != 0) bp = own, note = " (own layout, reordered)";
+        }
+        if (i == 0) {
+            a_md = bp.a, y_md = bp.y;
+            if (pass != DwProblem::BwdData) {
+                a_mem = memory(a_md, m.eng);
+                m.load(act_plain, random_vector(numel(x_dims), 1 + 3 * uint64_t(pass)), a_mem);
+            }
+            if (pass != DwProblem::Fwd) {
+                y_mem = memory(y_md, m.eng);
+                m.load(act_plain, random_vector(numel(x_dims), 2 + 3 * uint64_t(pass)), y_mem);
+            }
+        }
+        // Inputs in the branch's layouts (reordered per call when they differ).
+        auto input = [&](const memory& shared, const memory::desc& want) {
+            if (want == shared.get_desc()) return shared;
+            memory own(want, m.eng);
+            reorder_step(shared, own);
+            return own;
+        };
+        std::unordered_map<int, memory> arg;
+        memory out(bp.out, m.eng);
+        const uint64_t seed = 100 + 7 * i + 3 * static_cast<uint64_t>(pass);
+        if (pass == DwProblem::Fwd) {
+            memory wm(bp.w, m.eng);
+            m.load(w_plain, random_vector(numel(w_dims), seed), wm);
+            arg = {{DNNL_ARG_SRC, input(a_mem, bp.a)}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, out}};
+        } else if (pass == DwProblem::BwdData) {
+            memory wm(bp.w, m.eng);
+            m.load(w_plain, random_vector(numel(w_dims), seed), wm);
+            arg = {{DNNL_ARG_DIFF_DST, input(y_mem, bp.y)},
+                   {DNNL_ARG_WEIGHTS, wm},
+                   {DNNL_ARG_DIFF_SRC, out}};
+        } else {
+            arg = {{DNNL_ARG_SRC, input(a_mem, bp.a)},
+                   {DNNL_ARG_DIFF_DST, input(y_mem, bp.y)},
+                   {DNNL_ARG_DIFF_WEIGHTS, out}};
+        }
+        add(bp.prim, std::move(arg));
+        if (pass != DwProblem::BwdWeight) {
+            const memory::desc& shared_out = pass == DwProblem::Fwd ? y_md : a_md;
+            if (bp.out == shared_out) {
+                outs.push_back(out);
+            } else {
+                memory conv(shared_out, m.eng);
+                reorder_step(out, conv);
+                outs.push_back(conv);
+            }
+        }
+        m.impl_name += (i ? " + " : "") + bp.name + note;
+    }
+    if (pass != DwProblem::BwdWeight && branches.size() > 1) {
+        std::vector<memory::desc> mds;
+        for (const memory& o : outs) mds.push_back(o.get_desc());
+        dnnl::sum::primitive_desc pd(mds[0], std::vector<float>(outs.size(), 1.0f), mds, m.eng);
+        memory dst(pd.dst_desc(), m.eng);
+        std::unordered_map<int, memory> arg{{DNNL_ARG_DST, dst}};
+        for (size_t i = 0; i < outs.size(); ++i)
+            arg.insert({DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i), outs[i]});
+        add(dnnl::sum(pd), std::move(arg));
+        m.impl_name += " + sum:" + std::string(pd.impl_info_str());
+    }
+}
+
+OnednnMultiDw::~OnednnMultiDw() = default;
+
+void OnednnMultiDw::run() {
+    Impl& m = *impl_;
+    for (size_t i = 0; i < m.prims.size(); ++i) m.prims[i].execute(m.strm, m.args[i]);
+    m.strm.wait();
+}
+
+std::string OnednnMultiDw::impl_name() const { return impl_->impl_name; }
+
 }  // namespace lkc::bench

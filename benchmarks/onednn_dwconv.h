@@ -56,4 +56,33 @@ class OnednnDwconv {
     std::unique_ptr<Impl> impl_;
 };
 
+// The branches of a multi-branch depth-wise layer (dwconv2d_multi: "same" padded DW convs of
+// different shapes and dilations on one input, stride 1), run by oneDNN as one primitive per
+// branch plus a sum primitive: fwd y = sum_b conv_b(x, w_b); bwd_data dx = sum_b of the branch
+// data gradients; bwd_weight every branch's weight gradient (no sum). Branch 0 is created with
+// formats `any` exactly as OnednnDwconv; the other branches are created with branch 0's
+// activation layouts (so x / dy are shared and the sum adds like layouts), weights `any`. Inputs
+// are deterministic pseudo-random data reordered in once; run() executes only the primitives.
+struct DwBranch {
+    int kh, kw, dilation;
+};
+
+class OnednnMultiDw {
+  public:
+    OnednnMultiDw(int n, int c, int h, int w, const std::vector<DwBranch>& branches,
+                  DwProblem::Pass pass);
+    ~OnednnMultiDw();
+    OnednnMultiDw(const OnednnMultiDw&) = delete;
+    OnednnMultiDw& operator=(const OnednnMultiDw&) = delete;
+
+    // Executes the branch primitives and the sum once, then waits.
+    void run();
+    // "<branch 0 impl> + <branch 1 impl> + ... + sum:<impl>".
+    std::string impl_name() const;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace lkc::bench
