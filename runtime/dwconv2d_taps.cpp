@@ -173,6 +173,28 @@ void TapPlan::unpack(const std::array<Halide::Runtime::Buffer<float, 4>, kClasse
         }
 }
 
+double TapPlan::estimated_cost(int h, int w, bool wgrad, int tile) const {
+    const int J = 8;  // wgrad output columns per step
+    double cost = 0;
+    for (int e = 0; e < entries(); ++e) {
+        const Entry& en = entry_[e];
+        const int c = kChunk[en.cls];
+        const double rows = std::max(0, h - std::abs(en.dy)) / double(std::max(1, h));
+        const int step = wgrad ? J : tile;
+        double fmas = 0;
+        for (int j0 = 0; j0 < w; j0 += step) {
+            const int lo = j0 + en.dx, hi = j0 + step - 1 + en.dx + c - 1;
+            if (hi >= 0 && lo < w) fmas += double(step) * c;
+        }
+        const double lpf =
+            wgrad ? double(J + J + c - 1) / (J * c) : double(c + tile + c - 1) / (double(tile) * c);
+        cost += rows * fmas * (1.0 + std::max(0.0, lpf - 0.5));
+    }
+    // Staging the zero-extended input once per task (~4 cycles per vector, per output row).
+    cost += 4.0 * (w + left_ + right_ + 8) * (h + top_ + bottom_) / double(std::max(1, h));
+    return cost;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 namespace {
@@ -206,10 +228,38 @@ TapsRunner::TapsRunner(const Workload& w, Device d, const std::string& kernel_na
         throw std::invalid_argument("workload '" + to_string(w) +
                                     "': dwconv2d_multi kernels run stride 1 only");
     }
-    k_ = &select_kernel(w, d, kernel_name);
-    if (!kernel_name.empty() && kernel_name != k_->name) {
+    // The merged dense alternative of a multi-branch op: one centred kernel of the largest
+    // dilated extent per dimension (the dense kernels take up to 63).
+    bool merged_ok = false;
+    if (w.op == Op::DwConv2dMulti) {
+        merged_w_ = w;
+        merged_w_.op = Op::DwConv2d;
+        merged_w_.branches.clear();
+        merged_w_.kh = merged_w_.kw = 1;
+        for (const Branch& b : w.branches) {
+            merged_w_.kh = std::max(merged_w_.kh, (b.kh - 1) * b.dilation + 1);
+            merged_w_.kw = std::max(merged_w_.kw, (b.kw - 1) * b.dilation + 1);
+        }
+        merged_ok = merged_w_.kh <= 63 && merged_w_.kw <= 63;
+    }
+    const bool named_dense =
+        merged_ok && !kernel_name.empty() &&
+        std::any_of(all_kernels().begin(), all_kernels().end(), [&](const KernelInfo& k) {
+            return kernel_name == k.name && k.device == d && kernel_supports(k, merged_w_);
+        });
+    k_ = &select_kernel(w, d, named_dense ? "" : kernel_name);
+    if (!kernel_name.empty() && !named_dense && kernel_name != k_->name) {
         throw std::invalid_argument("kernel '" + kernel_name + "' does not exist or cannot run '" +
                                     to_string(w) + "' on " + device_name(d));
+    }
+    build_plan(false);
+    if (named_dense) {
+        merged_ = std::make_unique<DwConv2dRunner>(merged_w_, d, kernel_name);
+    } else if (merged_ok && kernel_name.empty()) {
+        const KernelInfo& dk = select_kernel(merged_w_, d);
+        const double dense = lkc::estimated_cost(dk, merged_w_);
+        const double taps = plan_->estimated_cost(w.h, w.w, w.pass == Pass::BwdWeight);
+        if (dense < taps) merged_ = std::make_unique<DwConv2dRunner>(merged_w_, d);
     }
 }
 
@@ -303,6 +353,23 @@ void TapsRunner::set_inputs(const std::map<std::string, Tensor>& inputs) {
         (void)read_shift_tables(w_, inputs.at("slot_h"), inputs.at("slot_v"), inputs.at("ident"));
     }
     in_ = inputs;
+    if (merged_) {
+        std::map<std::string, Tensor> m;
+        for (const char* name : {"x", "dy"})
+            if (inputs.count(name)) m[name] = inputs.at(name);
+        if (w_.pass != Pass::BwdWeight) {
+            std::vector<reparam::Branch> br;
+            for (size_t b = 0; b < w_.branches.size(); ++b)
+                br.push_back({inputs.at("w" + std::to_string(b)),
+                              b == 0 && inputs.count("b") ? inputs.at("b") : Tensor(),
+                              w_.branches[b].dilation});
+            const reparam::ConvParams cp = reparam::merge_branches(br);
+            m["w"] = cp.w;
+            if (w_.pass == Pass::Fwd) m["b"] = cp.b;
+        }
+        merged_->set_inputs(m);
+        return;
+    }
     build_plan(w_.op == Op::ShiftWise && w_.pass == Pass::Fwd && inputs.count("ah"));
     const bool shift = w_.op == Op::ShiftWise;
     if (x_.data()) put(in_.at("x"), x_, 0);
@@ -321,6 +388,7 @@ void TapsRunner::set_inputs(const std::map<std::string, Tensor>& inputs) {
 void TapsRunner::fill_random(uint32_t seed) { set_inputs(make_example_inputs(w_, seed)); }
 
 void TapsRunner::run() {
+    if (merged_) return merged_->run();
     if (!plan_) throw std::logic_error("TapsRunner::run before set_inputs");
     Halide::Runtime::Buffer<int32_t, 2> rows = plan_->rows();
     rows.set_host_dirty();
@@ -343,6 +411,30 @@ void TapsRunner::run() {
 }
 
 std::map<std::string, Tensor> TapsRunner::outputs() {
+    if (merged_) {
+        auto r = merged_->outputs();
+        if (w_.pass != Pass::BwdWeight) return r;
+        // Each branch's gradient is the merged gradient at the branch's (dilated) tap offsets.
+        const Tensor dw = r.at("dw");
+        const int KH = merged_w_.kh, KW = merged_w_.kw, c = w_.c;
+        const float* src = dw.data<float>();
+        for (size_t b = 0; b < w_.branches.size(); ++b) {
+            const Branch& br = w_.branches[b];
+            Tensor t(DType::F32, {c, 1, br.kh, br.kw});
+            float* o = t.data<float>();
+            for (int ch = 0; ch < c; ++ch)
+                for (int u = 0; u < br.kh; ++u)
+                    for (int v = 0; v < br.kw; ++v) {
+                        const int mu = (KH - 1) / 2 + (u - (br.kh - 1) / 2) * br.dilation;
+                        const int mv = (KW - 1) / 2 + (v - (br.kw - 1) / 2) * br.dilation;
+                        o[(size_t(ch) * br.kh + u) * br.kw + v] =
+                            src[(size_t(ch) * KH + mu) * KW + mv];
+                    }
+            r["dw" + std::to_string(b)] = t;
+        }
+        r.erase("dw");
+        return r;
+    }
     std::map<std::string, Tensor> r;
     auto sync = [&](auto& b) { check_halide(b.copy_to_host(), "copy to host", d_); };
     const int c = w_.c;

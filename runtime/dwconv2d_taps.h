@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "HalideBuffer.h"
+#include "runtime/dwconv2d.h"
 #include "runtime/op_runner.h"
 #include "runtime/registry.h"
 
@@ -43,6 +44,10 @@ class TapPlan {
     int bottom() const { return bottom_; }
     // Distinct taps and weight slots computed per output pixel (padding lanes included).
     int distinct_taps() const { return distinct_; }
+    // Estimated cost on an h x w map in the units of registry.h's estimated_cost (multiply-adds
+    // per output row weighted by loads per FMA, plus staging): forward tile of `tile` columns, or
+    // backward-weight steps of 8 output columns.
+    double estimated_cost(int h, int w, bool wgrad, int tile = 14) const;
     const Halide::Runtime::Buffer<int32_t, 2>& rows() const { return rows_; }
 
     // Sums per-kernel weights (kernel i: C*kh*kw floats, row-major [C][kh][kw], scaled by
@@ -73,12 +78,22 @@ class TapPlan {
 using Stacked = Halide::Runtime::Buffer<float, 6>;  // (16, W, H, S, ceil(C/16), N)
 
 // OpRunner for dwconv2d_multi and shiftwise (all passes, stride 1).
+//
+// dwconv2d_multi can also run as the merged dense kernel (reparam::merge_branches; backward-weight
+// gathers each branch's gradient from the merged one): chosen when the dense registry's cost
+// estimate for the merged kernel is lower than the plan's (small maps, where the dense pixel-form
+// kernels skip the padding taps that whole tap runs cannot), or when `kernel_name` names a dense
+// variant.
 class TapsRunner : public OpRunner {
   public:
     TapsRunner(const Workload& w, Device d, const std::string& kernel_name = "");
     const Workload& workload() const override { return w_; }
-    std::string kernel_name() const override { return k_->name; }
+    std::string kernel_name() const override {
+        return merged_ ? merged_->kernel_name() : std::string(k_->name);
+    }
+    // The plan of the taps path (also built when the merged kernel runs).
     const TapPlan& plan() const { return *plan_; }
+    bool runs_merged() const { return merged_ != nullptr; }
     void set_inputs(const std::map<std::string, Tensor>& inputs) override;
     void fill_random(uint32_t seed) override;
     void run() override;
@@ -98,6 +113,8 @@ class TapsRunner : public OpRunner {
     Stacked x_, dy_, out_;
     Halide::Runtime::Buffer<float, 3> wt_, bias_, db_;
     std::array<Halide::Runtime::Buffer<float, 4>, TapPlan::kClasses> g_;
+    Workload merged_w_;                       // dense workload of the merged kernel
+    std::unique_ptr<DwConv2dRunner> merged_;  // set when the merged kernel runs
 };
 
 }  // namespace lkc

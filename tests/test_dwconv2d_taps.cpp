@@ -40,9 +40,12 @@ std::string name_of(const char* fmt, const char* pass) {
     return buf;
 }
 
-void check_case(const Workload& w, bool small_int, bool with_optional, uint32_t seed) {
+// kernel: "" lets the runner choose (taps or, for multi-branch, the merged dense kernel); else the
+// variant to force.
+void check_case(const Workload& w, bool small_int, bool with_optional, uint32_t seed,
+                const std::string& kernel = "") {
     const auto in = make_example_inputs(w, seed, small_int, 0.5, with_optional);
-    auto runner = make_runner(w, Device::Cpu);
+    auto runner = make_runner(w, Device::Cpu, kernel);
     runner->set_inputs(in);
     runner->run();
     const auto out = runner->outputs();
@@ -67,6 +70,27 @@ void check_case(const Workload& w, bool small_int, bool with_optional, uint32_t 
 TEST(TapsKernels, ExactSmallIntegers) {
     for (const char* c : kCases)
         for (const char* p : kPasses) check_case(parse_workload(name_of(c, p)), true, false, 3);
+}
+
+// Both paths of a multi-branch op on every case: the taps kernel forced, and the merged dense
+// kernel forced (a dense variant named), whatever the cost model would pick.
+TEST(TapsKernels, MultiBothPathsExact) {
+    int merged = 0;
+    for (const char* c : kCases)
+        for (const char* p : kPasses) {
+            const Workload w = parse_workload(name_of(c, p));
+            if (w.op != Op::DwConv2dMulti) continue;
+            const bool wg = w.pass == Pass::BwdWeight;
+            check_case(w, true, false, 4, wg ? "dwconv2d_taps_wgrad_cpu" : "dwconv2d_taps_fwd_cpu");
+            const char* dense = wg ? "dwconv2d_bwd_weight_t12c8_cpu"
+                                   : (w.pass == Pass::Fwd ? "dwconv2d_fwd_t14c8_cpu"
+                                                          : "dwconv2d_bwd_data_t14c8_cpu");
+            auto r = make_runner(w, Device::Cpu, dense);
+            ASSERT_TRUE(dynamic_cast<TapsRunner*>(r.get())->runs_merged()) << to_string(w);
+            check_case(w, true, false, 4, dense);
+            ++merged;
+        }
+    EXPECT_GT(merged, 0);
 }
 
 TEST(TapsKernels, RandomFloatsWithinBound) {
