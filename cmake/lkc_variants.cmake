@@ -35,3 +35,28 @@ endforeach ()
 # entry width classes 8/5/3/1 are GeneratorParams (chunk0..3) that runtime/dwconv2d_taps.h mirrors.
 lkc_add_kernel(NAME dwconv2d_taps_fwd GENERATOR dwconv2d_taps_fwd PARAMS tile=14)
 lkc_add_kernel(NAME dwconv2d_taps_wgrad GENERATOR dwconv2d_taps_wgrad)
+
+# Sparse (per-channel tap list) kernels, generators/dwconv2d_sparse_generators.cpp. Forward /
+# backward-data: tile = output columns x chunk = output rows of the register tile (28 ymm
+# accumulators), one variant per map-width class (56, 28, 14, 7 columns); m<M> = column-skip
+# segments per side (runtime/dwconv2d_sparse.cpp reads M from the name; 0 for kernels up to 15
+# columns, 1 up to 31, 3 beyond). Backward-weight: tile = output columns per row step, chunk =
+# taps per block. GPU: one variant each, one staged copy (stage=false).
+foreach (m IN ITEMS 0 1 3)
+    lkc_add_kernel(NAME dwconv2d_sparse_fwd_t56c4m${m} GENERATOR dwconv2d_sparse_fwd
+                   PARAMS tile=56 chunk=4 segments=${m} FAMILIES cpu)
+endforeach ()
+lkc_add_kernel(NAME dwconv2d_sparse_fwd_t32c7 GENERATOR dwconv2d_sparse_fwd
+               PARAMS tile=32 chunk=7 FAMILIES cpu)
+lkc_add_kernel(NAME dwconv2d_sparse_fwd_t16c7 GENERATOR dwconv2d_sparse_fwd
+               PARAMS tile=16 chunk=7 FAMILIES cpu)
+lkc_add_kernel(NAME dwconv2d_sparse_fwd_t8c7 GENERATOR dwconv2d_sparse_fwd
+               PARAMS tile=8 chunk=7 FAMILIES cpu)
+lkc_add_kernel(NAME dwconv2d_sparse_fwd_gpu GENERATOR dwconv2d_sparse_fwd
+               PARAMS tile=8 chunk=32 stage=false FAMILIES opencl cuda)
+foreach (t IN ITEMS 56 16 8)
+    lkc_add_kernel(NAME dwconv2d_sparse_wgrad_t${t}c12 GENERATOR dwconv2d_sparse_wgrad
+                   PARAMS tile=${t} chunk=12 FAMILIES cpu)
+endforeach ()
+lkc_add_kernel(NAME dwconv2d_sparse_wgrad_gpu GENERATOR dwconv2d_sparse_wgrad
+               PARAMS tile=32 chunk=32 stage=false FAMILIES opencl cuda)

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "runtime/dwconv2d.h"
+#include "runtime/dwconv2d_sparse.h"
 #include "runtime/dwconv2d_taps.h"
 
 namespace lkc {
@@ -15,7 +16,7 @@ std::unique_ptr<OpRunner> make_runner(const Workload& w, Device d, const std::st
         case Op::ShiftWise:
             return std::make_unique<TapsRunner>(w, d, kernel);
         case Op::DwConv2dSparse:
-            break;
+            return make_sparse_runner(w, d, kernel);
     }
     throw std::invalid_argument("op '" + std::string(op_name(w.op)) + "' of workload '" +
                                 to_string(w) + "' has no kernels in this build");

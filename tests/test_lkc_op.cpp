@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "runtime/op_inputs.h"
 #include "runtime/safetensors.h"
 #include "tests/kernel_harness.h"
 
@@ -169,6 +170,79 @@ TEST_F(LkcOp, AbsentDeviceIsAnError) {
     EXPECT_EQ(r.code, 1) << r.err;
     EXPECT_NE(r.err.find("failed on device 'cuda'"), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(path("out.safetensors")));
+}
+
+// Every op family through the CLI: `lkc example` writes valid inputs, `lkc op --check` runs the
+// kernel and compares with the double reference (exit 0 only inside the bound).
+TEST_F(LkcOp, EveryFamilyMatchesReferenceThroughCli) {
+    const char* cases[][2] = {
+        {"dwconv2d_multi:fwd:n1c19h13w12:b7x3d1,3x7d1,3x3d1", ""},
+        {"dwconv2d_multi:bwd_weight:n1c17h15w15:b13x13d1,5x5d1,7x7d2,3x3d3", ""},
+        {"shiftwise:fwd:n1c7h15w15:K13k3g4", ""},
+        {"shiftwise:fwd:n1c7h15w15:K13k3g4", " --optional"},
+        {"shiftwise:bwd_data:n1c9h10w12:K7k3g2", ""},
+        {"dwconv2d_sparse:fwd:n1c19h14w14:k13x13", " --density 0.3"},
+        {"dwconv2d_sparse:bwd_weight:n1c7h9w9:k5x51", " --density 0.6"},
+    };
+    for (const auto& c : cases) {
+        const std::string wl = c[0];
+        Result r = lkc("example " + wl + " -o " + path("in.safetensors") + c[1]);
+        ASSERT_EQ(r.code, 0) << wl << ": " << r.err;
+        r = lkc("op " + wl + " --inputs " + path("in.safetensors") + " --outputs " +
+                path("out.safetensors") + " --check");
+        EXPECT_EQ(r.code, 0) << wl << c[1] << ": " << r.out << r.err;
+        EXPECT_NE(r.out.find("vs double reference"), std::string::npos) << r.out;
+        EXPECT_EQ(r.out.find("FAILED"), std::string::npos) << r.out;
+    }
+}
+
+// The sparse growth gradient (every kernel position) equals the dense gradient.
+TEST_F(LkcOp, SparseAllTapsGradientIsDense) {
+    const std::string wl = "dwconv2d_sparse:bwd_weight:n1c9h11w10:k7x7";
+    Result r = lkc("example " + wl + " -o " + path("in.safetensors") + " --density 0.3");
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = lkc("op " + wl + " --inputs " + path("in.safetensors") + " --outputs " +
+            path("out.safetensors") + " --all-taps --check");
+    EXPECT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(r.out.find("FAILED"), std::string::npos) << r.out;
+    ASSERT_EQ(lkc("example dwconv2d:fwd:n1c9h11w10:k7x7 -o " + path("d.safetensors")).code, 0);
+    r = lkc("op dwconv2d:fwd:n1c9h11w10:k7x7 --inputs " + path("d.safetensors") + " --outputs " +
+            path("o2.safetensors") + " --all-taps");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("--all-taps applies to dwconv2d_sparse only"), std::string::npos) << r.err;
+}
+
+// Bad values in the integer / mask inputs are named, and no output file is written.
+TEST_F(LkcOp, BadTablesAndMasksAreNamed) {
+    const std::string sw = "shiftwise:fwd:n1c7h15w15:K13k3g4";
+    auto in = make_example_inputs(parse_workload(sw), 3);
+    int32_t* sh = in.at("slot_h").data<int32_t>();
+    sh[1] = sh[0];
+    write_safetensors(path("sw.safetensors"), in);
+    Result r = lkc("op " + sw + " --inputs " + path("sw.safetensors") + " --outputs " +
+                   path("out.safetensors"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("slot_h"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(path("out.safetensors")));
+
+    const std::string sp = "dwconv2d_sparse:fwd:n1c4h9w9:k5x5";
+    auto ins = make_example_inputs(parse_workload(sp), 3);
+    ins.at("mask").data<float>()[7] = 0.5f;
+    write_safetensors(path("sp.safetensors"), ins);
+    r = lkc("op " + sp + " --inputs " + path("sp.safetensors") + " --outputs " +
+            path("out.safetensors"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("mask"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(path("out.safetensors")));
+
+    const std::string mb = "dwconv2d_multi:fwd:n1c4h8w8:b5x5d1,3x3d1";
+    auto inm = make_example_inputs(parse_workload(mb), 3);
+    inm["w1"] = Tensor(DType::F32, {4, 1, 5, 5});
+    write_safetensors(path("mb.safetensors"), inm);
+    r = lkc("op " + mb + " --inputs " + path("mb.safetensors") + " --outputs " +
+            path("out.safetensors"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("'w1'"), std::string::npos) << r.err;
 }
 
 }  // namespace

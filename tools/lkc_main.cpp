@@ -17,6 +17,7 @@
 #include "CLI/CLI.hpp"
 #include "runtime/device.h"
 #include "runtime/dwconv2d.h"
+#include "runtime/dwconv2d_sparse.h"
 #include "runtime/dwconv2d_taps.h"
 #include "runtime/op_inputs.h"
 #include "runtime/op_runner.h"
@@ -36,6 +37,7 @@ struct OpArgs {
     int repeat = 1;
     bool verbose = false;
     bool check = false;
+    bool all_taps = false;
 };
 
 // One line per output: shape, mean, min, max and the first values.
@@ -87,13 +89,21 @@ int run_op(const OpArgs& a) {
 
     std::unique_ptr<lkc::OpRunner> runner_ptr = lkc::make_runner(w, dev, a.kernel);
     lkc::OpRunner& runner = *runner_ptr;
+    if (a.all_taps) {
+        auto* sparse = dynamic_cast<lkc::SparseDwConv2dRunner*>(&runner);
+        if (!sparse) throw std::invalid_argument("--all-taps applies to dwconv2d_sparse only");
+        sparse->set_all_taps(true);
+    }
     runner.set_inputs(in.tensors);
     if (a.verbose) {
         std::cerr << "lkc op: " << lkc::to_string(w) << " on " << lkc::device_name(dev)
                   << ", kernel " << runner.kernel_name() << " (hand default)";
         if (auto* dense = dynamic_cast<lkc::DwConv2dRunner*>(&runner))
             std::cerr << ", tile " << dense->kernel().tile << ", chunk " << dense->kernel().chunk;
-        if (auto* taps = dynamic_cast<lkc::TapsRunner*>(&runner)) {
+        auto* taps = dynamic_cast<lkc::TapsRunner*>(&runner);
+        if (taps && taps->runs_merged()) {
+            std::cerr << ", merged dense kernel (cheaper than the taps plan for this map)";
+        } else if (taps) {
             const lkc::TapPlan& p = taps->plan();
             std::cerr << ", " << p.distinct_taps() << " distinct taps in " << p.entries()
                       << " runs (" << p.slots() << " weight slots)";
@@ -123,7 +133,18 @@ int run_op(const OpArgs& a) {
     for (const auto& [name, t] : out) print_summary(name, t);
     std::printf("  written to %s\n", a.outputs.c_str());
     bool ok = true;
-    if (a.check) ok = check_against_reference(w, in.tensors, out);
+    if (a.check) {
+        if (a.all_taps) {
+            // The all-positions gradient is the dense one: check against the dense reference.
+            lkc::Workload dense = w;
+            dense.op = lkc::Op::DwConv2d;
+            auto dense_in = in.tensors;
+            dense_in.erase("mask");
+            ok = check_against_reference(dense, dense_in, out);
+        } else {
+            ok = check_against_reference(w, in.tensors, out);
+        }
+    }
     lkc::release_device(dev);
     return ok ? 0 : 3;
 }
@@ -194,6 +215,8 @@ int main(int argc, char** argv) {
     op_cmd->add_option("--repeat", op.repeat, "run the kernel K times and report the median")
         ->capture_default_str();
     op_cmd->add_flag("--verbose,-v", op.verbose, "say which kernel variant runs and why");
+    op_cmd->add_flag("--all-taps", op.all_taps,
+                     "dwconv2d_sparse bwd_weight: gradient at every kernel position (growth)");
     op_cmd->add_flag("--check", op.check,
                      "compare with the naive double-precision reference (exit 3 if outside bound)");
 
