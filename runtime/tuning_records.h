@@ -183,7 +183,7 @@ struct TunedMatch {
 //      |log2(kw_a/kw_b)|) (kernel terms for dwconv2d / dwconv2d_sparse only), then median;
 //   3. nullopt: the caller uses its hand default.
 // `accept` (if set) is asked in that order and may reject a schedule that cannot run the
-// workload; the first accepted one is returned.
+// workload; the first accepted one is returned. An invalid `w` throws WorkloadError.
 class ScheduleBook {
   public:
     void add_distilled(const DistilledTable& table, const std::string& source);
