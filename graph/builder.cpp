@@ -147,7 +147,7 @@ int GraphBuilder::linear(const std::string& module, int x, int64_t out_features,
     return add1(std::move(n));
 }
 
-int GraphBuilder::grn(const std::string& module, int x, double eps) {
+int GraphBuilder::grn(const std::string& module, int x, double eps, bool use_bias) {
     Node n;
     n.op = OpKind::Grn;
     n.name = module;
@@ -155,7 +155,7 @@ int GraphBuilder::grn(const std::string& module, int x, double eps) {
     n.attrs.eps = eps;
     const int64_t c = channels(x);
     n.params["gamma"] = param(module + ".gamma", {1, 1, 1, c}, ParamInit::Zeros);
-    n.params["beta"] = param(module + ".beta", {1, 1, 1, c}, ParamInit::Zeros);
+    if (use_bias) n.params["beta"] = param(module + ".beta", {1, 1, 1, c}, ParamInit::Zeros);
     return add1(std::move(n));
 }
 

@@ -45,8 +45,8 @@ class GraphBuilder {
     int batch_norm(const std::string& module, int x, double eps = 1e-5);
     int layer_norm(const std::string& module, int x, double eps = 1e-6);
     int linear(const std::string& module, int x, int64_t out_features, bool bias);
-    // GRNwithNHWC: gamma, beta [1,1,1,C].
-    int grn(const std::string& module, int x, double eps = 1e-6);
+    // GRNwithNHWC: gamma, beta [1,1,1,C] (no beta when use_bias is false).
+    int grn(const std::string& module, int x, double eps = 1e-6, bool use_bias = true);
     // Layer scale: parameter `key` [C] applied by a node named `name`.
     int scale(const std::string& name, const std::string& key, int x);
     int unary(OpKind op, const std::string& name, int x);

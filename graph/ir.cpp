@@ -367,16 +367,15 @@ std::vector<TensorDesc> infer_node(const Graph& g, const Node& n) {
             }
             const int64_t co = w.shape[0], kh = w.shape[2], kw = w.shape[3];
             expect_optional_param(g, n, "bias", {co});
-            const int64_t oh =
-                (x.shape[2] + 2 * a.pad_h - a.dilation * (kh - 1) - 1) / a.stride + 1;
-            const int64_t ow =
-                (x.shape[3] + 2 * a.pad_w - a.dilation * (kw - 1) - 1) / a.stride + 1;
-            if (oh < 1 || ow < 1) {
+            const int64_t span_h = x.shape[2] + 2 * a.pad_h - a.dilation * (kh - 1) - 1;
+            const int64_t span_w = x.shape[3] + 2 * a.pad_w - a.dilation * (kw - 1) - 1;
+            if (span_h < 0 || span_w < 0) {
                 fail(n, "input tensor '" + x.name + "' " + shape_to_string(x.shape) +
                             " is smaller than the " + std::to_string(kh) + "x" +
                             std::to_string(kw) + " kernel with padding " + std::to_string(a.pad_h) +
                             "x" + std::to_string(a.pad_w));
             }
+            const int64_t oh = span_h / a.stride + 1, ow = span_w / a.stride + 1;
             out.push_back(like(x, {x.shape[0], co, oh, ow}, Layout::NCHW));
             break;
         }

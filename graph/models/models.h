@@ -20,6 +20,10 @@ struct ModelOptions {
     int image_size = 224;
     int batch = 1;
     int in_chans = 3;
+    // The official inference form instead of the train form: RepLKNet small_kernel_merged=True
+    // (lkb_reparam), UniRepLKNet deploy=True, ShiftWise_v2 after Block.reparameterize() (one
+    // LoRA path). SLaK has none (official_param_names.md section 2): GraphError.
+    bool deploy = false;
 };
 
 struct ModelInfo {
@@ -38,8 +42,8 @@ std::vector<ModelInfo> model_infos();
 std::string canonical_model_name(const std::string& name);
 const ModelInfo& model_info(const std::string& name);
 
-// Builds the train-form graph. Throws GraphError for an unknown name (listing the known ones) or
-// options out of range.
+// Builds the train-form graph (options.deploy: the official inference form). Throws GraphError for
+// an unknown name (listing the known ones) or options out of range.
 Graph build_model(const std::string& name, const ModelOptions& options = {});
 
 // Family builders (graph/models/*.cpp). Configurations as the official constructors.

@@ -1,4 +1,5 @@
-// RepLKNet (DingXiaoH/RepLKNet-pytorch replknet.py), train form (small_kernel_merged=False).
+// RepLKNet (DingXiaoH/RepLKNet-pytorch replknet.py), train form (small_kernel_merged=False) or
+// deploy form (small_kernel_merged=True: one lkb_reparam DW conv with bias per large kernel).
 #include <string>
 
 #include "graph/builder.h"
@@ -47,9 +48,14 @@ Graph build_replknet(const std::string& name, const RepLKNetConfig& c, const Mod
             int y = b.batch_norm(m + ".prelkb_bn", x);
             y = conv_bn(b, m + ".pw1", y, cdw, 1, 1, 1, true);
             const std::string lk = m + ".large_kernel";
-            int big = b.dwconv(lk + ".lkb_origin.conv", y, K, K, 1, 1, false);
-            big = b.batch_norm(lk + ".lkb_origin.bn", big);
-            if (c.small_kernel > 0) {
+            int big;
+            if (o.deploy) {
+                big = b.dwconv(lk + ".lkb_reparam", y, K, K, 1, 1, true);
+            } else {
+                big = b.dwconv(lk + ".lkb_origin.conv", y, K, K, 1, 1, false);
+                big = b.batch_norm(lk + ".lkb_origin.bn", big);
+            }
+            if (c.small_kernel > 0 && !o.deploy) {
                 int sm = b.dwconv(lk + ".small_conv.conv", y, c.small_kernel, c.small_kernel, 1, 1,
                                   false);
                 sm = b.batch_norm(lk + ".small_conv.bn", sm);

@@ -4,7 +4,8 @@
 // where (yh, yv, ys) is the shift-add of the sub-kernel maps of LoRAs.0 + LoRAs.1 (section 4 of
 // large_kernel_ops.md). The channel order stays permuted (rep first, ghost last), as in the
 // official model. The index tables are rebuilt (graph/shiftwise_tables.h) and stored as graph
-// constants under the official attribute paths, plus lkc's slot_h / slot_v / ident.
+// constants under the official attribute paths, plus lkc's slot_h / slot_v / ident. With
+// ModelOptions::deploy: the form after Block.reparameterize() (LoRA.weight = LoRAs.0 + LoRAs.1).
 #include <algorithm>
 #include <string>
 
@@ -28,8 +29,8 @@ Tensor int_table(const std::vector<int32_t>& v, Shape shape) {
     return t;
 }
 
-int shiftwise_layer(GraphBuilder& b, const std::string& lk, int x, const ShiftWiseConfig& c,
-                    int K) {
+int shiftwise_layer(GraphBuilder& b, const std::string& lk, int x, const ShiftWiseConfig& c, int K,
+                    bool deploy) {
     const int64_t C = b.channels(x);
     const ShiftwiseTables t =
         make_shiftwise_tables(static_cast<int>(C), K, c.small_kernel, c.ghost_ratio, c.n_rep);
@@ -48,11 +49,14 @@ int shiftwise_layer(GraphBuilder& b, const std::string& lk, int x, const ShiftWi
     sw.inputs = {xr};
     sw.attrs.big_k = K;
     sw.attrs.small_k = c.small_kernel;
-    for (int p = 0; p < c.n_path; ++p) {
-        const std::string& key = b.param(lk + ".LoRAs." + std::to_string(p) + ".weight",
-                                         {R * nk, 1, k, k}, ParamInit::Weight);
+    // Block.reparameterize() merges the paths into one LoRA.weight (their sum).
+    const int paths = deploy ? 1 : c.n_path;
+    for (int p = 0; p < paths; ++p) {
+        const std::string key =
+            deploy ? lk + ".LoRA.weight" : lk + ".LoRAs." + std::to_string(p) + ".weight";
+        b.param(key, {R * nk, 1, k, k}, ParamInit::Weight);
         // Each output sums k*k taps of nk sub-kernels, Q groups and every path.
-        b.set_fan_in(key, static_cast<double>(k * k * nk * Q * c.n_path));
+        b.set_fan_in(key, static_cast<double>(k * k * nk * Q * paths));
         sw.params["weight" + std::to_string(p)] = key;
     }
     sw.consts["slot_h"] = b.constant(lk + ".loras.slot_h", int_table(t.slot_h, {Q, R, nk}));
@@ -79,8 +83,8 @@ Graph build_shiftwise(const std::string& name, const ShiftWiseConfig& c, const M
         x = unireplknet_downsample(b, s, x, dims[s]);
         for (int j = 0; j < c.depths[s]; ++j) {
             const std::string m = "stages." + std::to_string(s) + "." + std::to_string(j);
-            int y = shiftwise_layer(b, m + ".large_kernel", x, c, c.kernels.at(s));
-            x = unireplknet_block_tail(b, m, x, y, 4.0);
+            int y = shiftwise_layer(b, m + ".large_kernel", x, c, c.kernels.at(s), o.deploy);
+            x = unireplknet_block_tail(b, m, x, y, 4.0, false);  // BNs stay in SW's reparam form
         }
     }
     b.output(unireplknet_head(b, x, o.num_classes));

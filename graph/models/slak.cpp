@@ -10,6 +10,11 @@ namespace lkc {
 namespace graph {
 
 Graph build_slak(const std::string& name, const SLaKConfig& c, const ModelOptions& o) {
+    if (o.deploy) {
+        throw GraphError("model '" + name +
+                         "': SLaK has no official deploy form (Decom=True models are not "
+                         "re-parameterised, official_param_names.md section 2)");
+    }
     GraphBuilder b(name);
     std::vector<int64_t> dims;
     for (int d : c.dims) dims.push_back(static_cast<int64_t>(d * c.width_factor));

@@ -1,4 +1,5 @@
-// UniRepLKNet (AILab-CVC/UniRepLKNet unireplknet.py), train form (deploy=False).
+// UniRepLKNet (AILab-CVC/UniRepLKNet unireplknet.py), train form (deploy=False) or deploy form
+// (deploy=True: merged DW conv with bias, no BNs, GRN without beta, pwconv2.0 with bias).
 #include <string>
 
 #include "graph/builder.h"
@@ -61,14 +62,19 @@ int se_block(GraphBuilder& b, const std::string& m, int x) {
 
 // The block shared with ShiftWise_v2 after its depth-wise part `y` (= dwconv(x) for UniRepLKNet):
 //   x + gamma * BN(pwconv2(GRN(GELU(pwconv1(SE(BN(y)))))))
-int unireplknet_block_tail(GraphBuilder& b, const std::string& m, int x, int y, double ffn_factor) {
+int unireplknet_block_tail(GraphBuilder& b, const std::string& m, int x, int y, double ffn_factor,
+                           bool deploy) {
     const int64_t c = b.channels(x);
-    y = b.batch_norm(m + ".norm", y);
+    if (!deploy) y = b.batch_norm(m + ".norm", y);
     y = se_block(b, m + ".se", y);
     // pwconv1 = (NCHWtoNHWC, Linear); act = (GELU, GRN); pwconv2 = (Linear, NHWCtoNCHW, BN).
     y = b.linear(m + ".pwconv1.1", y, static_cast<int64_t>(ffn_factor * c), true);
     y = b.unary(OpKind::Gelu, m + ".act.0", y);
-    y = b.grn(m + ".act.1", y);
+    y = b.grn(m + ".act.1", y, 1e-6, !deploy);
+    if (deploy) {
+        // Deploy: GRN beta, the BN and the layer scale are folded into pwconv2.0 (with bias).
+        return b.binary(OpKind::Add, m + ".residual", x, b.linear(m + ".pwconv2.0", y, c, true));
+    }
     y = b.linear(m + ".pwconv2.0", y, c, false);
     y = b.batch_norm(m + ".pwconv2.2", y);
     y = b.scale(m + ".gamma", m + ".gamma", y);
@@ -107,7 +113,9 @@ Graph build_unireplknet(const std::string& name, const UniRepLKNetConfig& c,
             const int K = c.kernels[s][j];
             const std::string m = "stages." + std::to_string(s) + "." + std::to_string(j);
             int y;
-            if (K >= 7) {
+            if (K >= 7 && o.deploy) {
+                y = b.dwconv(m + ".dwconv.lk_origin", x, K, K, 1, 1, true);
+            } else if (K >= 7) {
                 // DRB: origin_bn(lk_origin(x)) + sum_b dil_bn_b(dil_conv_b(x))
                 const std::string d = m + ".dwconv";
                 y = b.dwconv(d + ".lk_origin", x, K, K, 1, 1, false);
@@ -121,12 +129,12 @@ Graph build_unireplknet(const std::string& name, const UniRepLKNetConfig& c,
                     y = b.binary(OpKind::Add, d + ".add_k" + kr, y, z);
                 }
             } else if (K == 3 || K == 5) {
-                y = b.dwconv(m + ".dwconv", x, K, K, 1, 1, false);
+                y = b.dwconv(m + ".dwconv", x, K, K, 1, 1, o.deploy);
             } else {
                 throw GraphError("UniRepLKNet block " + m + ": kernel " + std::to_string(K) +
                                  " is not 3, 5 or >= 7");
             }
-            x = unireplknet_block_tail(b, m, x, y, c.ffn_factor);
+            x = unireplknet_block_tail(b, m, x, y, c.ffn_factor, o.deploy);
         }
     }
     b.output(unireplknet_head(b, x, o.num_classes));

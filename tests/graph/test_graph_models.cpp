@@ -20,6 +20,7 @@ namespace {
 
 struct Official {
     const char* model;
+    bool deploy;
     const char* names_sha;
     const char* shapes_sha;
     size_t keys, param_tensors, buffer_tensors, nbt;
@@ -28,32 +29,46 @@ struct Official {
 
 // official_param_names.md sections 0 and 6.
 const Official kOfficial[] = {
-    {"replknet-31b", "e12a97119636afcd3ed49c0c11d2e977394da8aababce9d84c4242e401ca44c7",
+    {"replknet-31b", false, "e12a97119636afcd3ed49c0c11d2e977394da8aababce9d84c4242e401ca44c7",
      "1cc6a72110e0b4a44afe0486b9fce3e89bea6f97108916ebc2d04c09392de3cc", 1171, 562, 609, 203,
      79864168},
-    {"slak-t", "7cc67b35de32c7dd7b12d3b0c56241b9fe90e11846a92f0fe7977c1f9ed56112",
+    {"replknet-31b", true, "470253a9e059e0cbd676d69edc7183a014d1843caa3b5bcd761f400839b7d952",
+     "9e9d4bf049277b97e32b2f32a20abfa95e5bc8ad330cabea64f9eda8ee478d78", 931, 466, 465, 155,
+     79527272},
+    {"slak-t", false, "7cc67b35de32c7dd7b12d3b0c56241b9fe90e11846a92f0fe7977c1f9ed56112",
      "71f1a495e183b7487ae654d67a2deab9b9ef838b196932318f1fa196bb5e49d2", 470, 308, 162, 54,
      50703838},
-    {"unireplknet-t", "754596723547b786cc227eef5803b2e20fe31f7ac14b30f38318857145bbe90b",
+    {"unireplknet-t", false, "754596723547b786cc227eef5803b2e20fe31f7ac14b30f38318857145bbe90b",
      "025287ed5f67874ce8146898542ca16c028af86f1816bb642005ce6bfa95cb80", 1116, 684, 432, 144,
      31693420},
-    {"shiftwise-t", "e59b5dbab9cbedfbdd4cbae2491bb2e129e9b8cd53b86428599c9eaa20e13e26",
+    {"unireplknet-t", true, "eebbad51150ac0016de9ea0b29c5502d6b5e12622b44cdb477163a8da661b4ed",
+     "3c5d9bbf48b035f708ffaf83bd87322b879398871104bcd323ecd7cc7db5b832", 321, 321, 0, 0, 31037980},
+    {"shiftwise-t", false, "e59b5dbab9cbedfbdd4cbae2491bb2e129e9b8cd53b86428599c9eaa20e13e26",
      "d09ab90a361738a62ee821337e8471f8d40eedea7c82c1de2501de00902e0952", 1023, 618, 405, 135,
      31790260},
+    {"shiftwise-t", true, "ccc8f504b80ac9ed74aebcb6602c6b817f91812f9fcc8ce4f9e593c0a8ce4419",
+     "c77c7d237cc959bee961727465560a328c0481aae386675916dd1255df4f9612", 996, 591, 405, 135,
+     31002670},
 };
+
+Graph build(const Official& o) {
+    ModelOptions opt;
+    opt.deploy = o.deploy;
+    return build_model(o.model, opt);
+}
 
 class OfficialModel : public ::testing::TestWithParam<Official> {};
 
 TEST_P(OfficialModel, KeySetHashesMatch) {
     const Official& o = GetParam();
-    Graph g = build_model(o.model);
+    Graph g = build(o);
     EXPECT_EQ(state_dict_names_sha256(g), o.names_sha);
     EXPECT_EQ(state_dict_shapes_sha256(g), o.shapes_sha);
 }
 
 TEST_P(OfficialModel, KeyAndTensorCounts) {
     const Official& o = GetParam();
-    Graph g = build_model(o.model);
+    Graph g = build(o);
     EXPECT_EQ(g.params.size(), o.keys);
     size_t params = 0, buffers = 0, nbt = 0;
     for (const auto& kv : g.params) {
@@ -79,7 +94,7 @@ INSTANTIATE_TEST_SUITE_P(Graph, OfficialModel, ::testing::ValuesIn(kOfficial),
                          [](const auto& info) {
                              std::string n = info.param.model;
                              for (char& c : n) c = c == '-' ? '_' : c;
-                             return n;
+                             return n + (info.param.deploy ? "_deploy" : "_train");
                          });
 
 Shape shape_of(const Graph& g, const std::string& key) { return g.param(key).shape; }
@@ -269,6 +284,9 @@ TEST(GraphModels, BadOptionsAreRejected) {
     ModelOptions o;
     o.batch = 0;
     EXPECT_THROW(build_model("slak-test", o), GraphError);
+    ModelOptions d;
+    d.deploy = true;
+    EXPECT_THROW(build_model("slak-t", d), GraphError);  // SLaK has no deploy form
 }
 
 }  // namespace
