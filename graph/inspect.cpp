@@ -1,8 +1,10 @@
 #include "graph/inspect.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <sstream>
+#include <vector>
 
 #include "graph/cost.h"
 #include "graph/node_workload.h"
@@ -155,8 +157,12 @@ std::string inspect_text(const Graph& g, const InspectOptions& options) {
             ++e.first;
             e.second += costs[i].macs;
         }
-        o << "\nMACs by op\n";
-        for (const auto& kv : by) {
+        std::vector<std::pair<std::string, std::pair<int, double>>> rows(by.begin(), by.end());
+        std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+            return a.second.second > b.second.second;
+        });
+        o << "\nMACs by op (largest first)\n";
+        for (const auto& kv : rows) {
             o << "  " << pad(kv.first, 16) << pad(std::to_string(kv.second.first) + " nodes", 12)
               << pad(si_number(kv.second.second), 12)
               << fmt("%5.1f %%", total.macs > 0 ? 100.0 * kv.second.second / total.macs : 0.0)

@@ -136,7 +136,7 @@ void load_state_dict(Graph& g, const std::map<std::string, Tensor>& tensors,
     for (const auto& kv : g.params) {
         if (!tensors.count(kv.first)) missing.push_back(kv.first + " " + describe(kv.second));
     }
-    int prefixed = 0, deploy_like = 0;
+    int prefixed = 0, deploy_like = 0, dw_bias = 0;
     std::string prefix_seen;
     for (const auto& kv : tensors) {
         const std::string& name = kv.first;
@@ -177,9 +177,10 @@ void load_state_dict(Graph& g, const std::map<std::string, Tensor>& tensors,
             }
         }
         for (const char* d : {".lkb_reparam.weight", ".lk_origin.bias", ".pwconv2.0.bias",
-                              ".large_kernel.LoRA.weight", ".dwconv.bias"}) {
+                              ".large_kernel.LoRA.weight"}) {
             if (ends_with(name, d)) ++deploy_like;
         }
+        if (ends_with(name, ".dwconv.bias")) ++dw_bias;
     }
     if (missing.empty() && unexpected.empty() && mismatched.empty()) {
         for (auto& kv : g.params) kv.second.value = tensors.at(kv.first);
@@ -195,8 +196,13 @@ void load_state_dict(Graph& g, const std::map<std::string, Tensor>& tensors,
     if (deploy_like > 0) {
         hints.push_back(
             "unexpected names such as '*.lkb_reparam.weight', '*.lk_origin.bias', "
-            "'*.pwconv2.0.bias', '*.LoRA.weight' belong to a re-parameterised (deploy) model; "
-            "lkc loads the train form of the released checkpoints");
+            "'*.pwconv2.0.bias', '*.LoRA.weight' belong to a re-parameterised (deploy) model; the "
+            "released checkpoints are in train form; a deploy-form file loads into a graph built "
+            "with ModelOptions::deploy");
+    } else if (dw_bias > 0) {
+        hints.push_back(
+            "'*.dwconv.bias' on 3x3 / 5x5 depth-wise convs comes from older UniRepLKNet code "
+            "(its issue #3); current train-form checkpoints have no such bias");
     }
     std::string msg = "weights '" + source + "' do not fit model '" + g.model +
                       "': " + std::to_string(missing.size()) + " missing, " +

@@ -147,6 +147,14 @@ TEST_F(GraphWeights, HeadSizeAndDeployFormHints) {
     Graph train = build_model("unireplknet-test", tiny());
     m = load_error(train, initialised("unireplknet-test", 3, d));
     EXPECT_HAS(m, "belong to a re-parameterised (deploy) model");
+    // The old-code trap: a bias on the 3x3 DW convs of the train form.
+    std::map<std::string, Tensor> old = initialised("unireplknet-test", 3);
+    old["stages.0.0.dwconv.bias"] = Tensor(DType::F32, {16});
+    Graph train2 = build_model("unireplknet-test", tiny());
+    m = load_error(train2, old);
+    EXPECT_HAS(m, "0 missing, 1 unexpected, 0 mis-shaped");
+    EXPECT_HAS(m, "unexpected: stages.0.0.dwconv.bias F32 [16]");
+    EXPECT_HAS(m, "comes from older UniRepLKNet code");
     // The deploy form loads into a deploy-form graph.
     Graph deploy = build_model("unireplknet-test", d);
     load_state_dict(deploy, initialised("unireplknet-test", 3, d), "memory");
