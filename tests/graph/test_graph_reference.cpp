@@ -171,33 +171,51 @@ TEST(GraphReference, SEPiecesSelectConcatPermute) {
     EXPECT_EQ(y, (std::vector<double>{30, 10, 10, 20, 30}));
 }
 
-TEST(GraphReference, LinearOnChannelAxisOfEveryLayout) {
-    // The same Linear on NCHW and NHWC data gives the same numbers (permuted).
-    Tensor x = random_f32({1, 3, 2, 2}, 7);
-    Graph nchw = one_node({1, 3, 2, 2}, Layout::NCHW,
-                          [](GraphBuilder& b, int x) { return b.linear("fc", x, 2, true); });
-    Graph nhwc = one_node({1, 3, 2, 2}, Layout::NCHW, [](GraphBuilder& b, int x) {
-        Node p;
-        p.op = OpKind::Permute;
-        p.name = "to_nhwc";
-        p.inputs = {x};
-        p.attrs.perm = {0, 2, 3, 1};
-        int y = b.linear("fc", b.add1(p), 2, true);
-        Node q;
-        q.op = OpKind::Permute;
-        q.name = "to_nchw";
-        q.inputs = {y};
-        q.attrs.perm = {0, 3, 1, 2};
-        return b.add1(q);
+// LayerNorm -> GRN -> Linear -> Scale -> BatchNorm -> Softmax on the channel axis.
+int channel_chain(GraphBuilder& b, int x) {
+    x = b.layer_norm("ln", x);
+    x = b.grn("grn", x);
+    x = b.linear("fc", x, 5, true);
+    x = b.scale("gamma", "gamma", x);
+    x = b.batch_norm("bn", x);
+    return b.unary(OpKind::Softmax, "softmax", x);
+}
+
+int permute(GraphBuilder& b, const std::string& name, int x, std::vector<int> perm) {
+    Node p;
+    p.op = OpKind::Permute;
+    p.name = name;
+    p.inputs = {x};
+    p.attrs.perm = std::move(perm);
+    return b.add1(p);
+}
+
+TEST(GraphReference, ChannelOpsOnEveryLayout) {
+    // The same channel-wise chain on NCHW and on NHWC (between permutes) gives the same numbers.
+    const Shape xs = {2, 3, 2, 3};
+    Tensor x = random_f32(xs, 7);
+    Graph nchw = one_node(xs, Layout::NCHW, channel_chain);
+    Graph nhwc = one_node(xs, Layout::NCHW, [](GraphBuilder& b, int x) {
+        int y = channel_chain(b, permute(b, "to_nhwc", x, {0, 2, 3, 1}));
+        EXPECT_EQ(b.desc(y).layout, Layout::NHWC);
+        return permute(b, "to_nchw", y, {0, 3, 1, 2});
     });
-    for (Graph* g : {&nchw, &nhwc}) init_weights(*g, 3, InitMode::Test);
-    EXPECT_EQ(run1(nchw, x), run1(nhwc, x));
-    // and by hand for one output
-    const float* w = nchw.params.at("fc.weight").value.data<float>();
-    const float* bb = nchw.params.at("fc.bias").value.data<float>();
-    const float* xv = x.data<float>();
+    init_weights(nchw, 3, InitMode::Test);
+    init_weights(nhwc, 3, InitMode::Test);
+    std::vector<double> a = run1(nchw, x), c = run1(nhwc, x);
+    ASSERT_EQ(a.size(), c.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], c[i], 1e-15) << i;
+
+    // Linear by hand for one output: y[0, 1, 0, 1] = b[1] + sum_c w[1, c] x[0, c, 0, 1].
+    Graph fc = one_node({1, 3, 2, 2}, Layout::NCHW,
+                        [](GraphBuilder& b, int x) { return b.linear("fc", x, 2, true); });
+    init_weights(fc, 3, InitMode::Test);
+    Tensor x2 = random_f32({1, 3, 2, 2}, 8);
+    const float* w = fc.params.at("fc.weight").value.data<float>();
+    const float* bb = fc.params.at("fc.bias").value.data<float>();
+    const float* xv = x2.data<float>();
     double expect = bb[1] + double(w[3]) * xv[1] + double(w[4]) * xv[5] + double(w[5]) * xv[9];
-    EXPECT_DOUBLE_EQ(run1(nchw, x)[4 + 1], expect);
+    EXPECT_DOUBLE_EQ(run1(fc, x2)[4 + 1], expect);
 }
 
 // Small-integer inputs make float sums exact, so the op references (which read F32) must agree
