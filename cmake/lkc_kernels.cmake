@@ -49,7 +49,8 @@ function(lkc_add_kernel)
             set(LKC_PTX_FILES "${LKC_PTX_FILES};${lib}:${${lib}_ptx}" CACHE INTERNAL "")
         endif ()
         set(LKC_KERNEL_LIBS "${LKC_KERNEL_LIBS};${lib}" CACHE INTERNAL "")
-        # Registry row: generator, library, family, tile, chunk (0 = not a parameter), pixels, stage.
+        # Registry row: generator, library, family, tile, chunk (0 = not a parameter), pixels, stage,
+        # params.
         set(tile 0)
         set(chunk 0)
         set(pixels 0)
@@ -65,8 +66,10 @@ function(lkc_add_kernel)
                 set(stage 0)
             endif ()
         endforeach ()
+        # The whole PARAMS list too (space-separated), for the canonical schedule of the variant.
+        string(REPLACE ";" " " param_str "${ARG_PARAMS}")
         set(LKC_KERNEL_ENTRIES
-            "${LKC_KERNEL_ENTRIES};LKC_KERNEL(${ARG_GENERATOR}, ${lib}, ${fam}, ${tile}, ${chunk}, ${pixels}, ${stage})"
+            "${LKC_KERNEL_ENTRIES};LKC_KERNEL(${ARG_GENERATOR}, ${lib}, ${fam}, ${tile}, ${chunk}, ${pixels}, ${stage}, \"${param_str}\")"
             CACHE INTERNAL "")
     endforeach ()
 endfunction()

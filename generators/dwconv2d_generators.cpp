@@ -16,8 +16,9 @@ int tile_for(const Target& t, int tile) {
 }
 
 sched::DwParams params_of(const Target& t, int tile, int chunk, int gpu_rows, bool par_rows,
-                          bool pixels = false, bool stage = true) {
+                          bool pixels = false, bool stage = true, int rows_per_task = 8) {
     sched::DwParams p;
+    p.rows_per_task = rows_per_task;
     p.pixels = pixels;
     p.stage = stage;
     p.tile = tile_for(t, tile);
@@ -57,6 +58,8 @@ class DwConv2dFwd : public Generator<DwConv2dFwd> {
     // Stage a zero-extended copy of the input per task (see schedules/cpu).
     GeneratorParam<bool> stage{"stage", true};
     GeneratorParam<bool> par_rows{"par_rows", true};
+    // Output rows per parallel task when par_rows (CPU).
+    GeneratorParam<int> rows_per_task{"rows_per_task", 8, 1, 64};
 
     Input<Buffer<void, 5>> input{"input"};    // x, blocked (16, W, H, ceil(C/16), N)
     Input<Buffer<void, 4>> weight{"weight"};  // [C,1,Kh,Kw] = Halide (Kw, Kh, 1, C)
@@ -75,7 +78,7 @@ class DwConv2dFwd : public Generator<DwConv2dFwd> {
 
     void generate() {
         const sched::DwParams p =
-            params_of(get_target(), tile, chunk, gpu_rows, par_rows, pixels, stage);
+            params_of(get_target(), tile, chunk, gpu_rows, par_rows, pixels, stage, rows_per_task);
         Var ci("ci"), x("x"), y("y"), cb("cb"), n("n"), c("c");
         ConvGeom g;
         g.kw = weight.dim(0).extent();
@@ -144,6 +147,8 @@ class DwConv2dBwdData : public Generator<DwConv2dBwdData> {
     // Stage a zero-extended copy of the input per task (see schedules/cpu).
     GeneratorParam<bool> stage{"stage", true};
     GeneratorParam<bool> par_rows{"par_rows", true};
+    // Output rows per parallel task when par_rows (CPU).
+    GeneratorParam<int> rows_per_task{"rows_per_task", 8, 1, 64};
 
     Input<Buffer<void, 5>> dy{"dy"};          // blocked (16, W, H, ceil(C/16), N)
     Input<Buffer<void, 4>> weight{"weight"};  // [C,1,Kh,Kw]
@@ -158,7 +163,7 @@ class DwConv2dBwdData : public Generator<DwConv2dBwdData> {
 
     void generate() {
         const sched::DwParams p =
-            params_of(get_target(), tile, chunk, gpu_rows, par_rows, pixels, stage);
+            params_of(get_target(), tile, chunk, gpu_rows, par_rows, pixels, stage, rows_per_task);
         Var ci("ci"), x("x"), y("y"), cb("cb"), n("n");
         ConvGeom g;
         g.kw = weight.dim(0).extent();

@@ -67,8 +67,10 @@ Entry entry_at(const T& rows, Expr e, Expr left, Expr right, Expr top, Expr bott
 }
 
 sched::TapsParams taps_params(const Target& t, int tile, const int (&chunk)[kTapClasses],
-                              int gpu_rows) {
+                              int gpu_rows, int rows_per_task = 8, int wcols = 8) {
     sched::TapsParams p;
+    p.rows_per_task = rows_per_task;
+    p.wcols = wcols;
     p.tile = tile_for_target(t, tile);
     for (int k = 0; k < kTapClasses; ++k) p.chunk[k] = chunk[k];
     p.gpu_rows = gpu_rows;
@@ -92,6 +94,7 @@ class DwConv2dTapsFwd : public Generator<DwConv2dTapsFwd> {
     GeneratorParam<int> chunk2{"chunk2", 3, 1, 16};
     GeneratorParam<int> chunk3{"chunk3", 1, 1, 16};
     GeneratorParam<int> gpu_rows{"gpu_rows", 4, 1, 64};
+    GeneratorParam<int> rows_per_task{"rows_per_task", 8, 1, 64};  // CPU: output rows per task
 
     Input<Buffer<float, 6>> input{"input"};      // stacked inputs (16, W, H, S, ceil(C/16), N)
     Input<Buffer<int32_t, 2>> rows{"rows"};      // (5, R): dy, dx, in, out, woff per entry
@@ -105,8 +108,8 @@ class DwConv2dTapsFwd : public Generator<DwConv2dTapsFwd> {
     Output<Buffer<float, 6>> output{"output"};  // (16, W, H, O, ceil(C/16), N)
 
     void generate() {
-        const sched::TapsParams p =
-            taps_params(get_target(), tile, {chunk0, chunk1, chunk2, chunk3}, gpu_rows);
+        const sched::TapsParams p = taps_params(
+            get_target(), tile, {chunk0, chunk1, chunk2, chunk3}, gpu_rows, rows_per_task);
         Var ci("ci"), x("x"), y("y"), o("o"), cb("cb"), n("n"), t("t"), jt("jt");
         Expr W = input.dim(1).extent(), H = input.dim(2).extent(), S = input.dim(3).extent();
         Expr R = rows.dim(1).extent(), T = weights.dim(1).extent();
@@ -176,6 +179,8 @@ class DwConv2dTapsWgrad : public Generator<DwConv2dTapsWgrad> {
     GeneratorParam<int> chunk2{"chunk2", 3, 1, 16};
     GeneratorParam<int> chunk3{"chunk3", 1, 1, 16};
     GeneratorParam<int> gpu_rows{"gpu_rows", 4, 1, 64};
+    // Output columns unrolled per step (split into `partials` interleaved partial sums per class).
+    GeneratorParam<int> wcols{"wcols", 8, 1, 32};
 
     Input<Buffer<float, 6>> input{"input"};  // stacked x (16, W, H, S, ceil(C/16), N)
     Input<Buffer<float, 6>> dy{"dy"};        // stacked dy (16, W, H, O, ceil(C/16), N)
@@ -193,7 +198,7 @@ class DwConv2dTapsWgrad : public Generator<DwConv2dTapsWgrad> {
 
     void generate() {
         sched::TapsParams p =
-            taps_params(get_target(), 14, {chunk0, chunk1, chunk2, chunk3}, gpu_rows);
+            taps_params(get_target(), 14, {chunk0, chunk1, chunk2, chunk3}, gpu_rows, 8, wcols);
         Var ci("ci"), l("l"), pp("p"), e("e"), cb("cb"), n("n"), o("o");
         Expr W = input.dim(1).extent(), H = input.dim(2).extent(), S = input.dim(3).extent();
         Expr R = rows.dim(1).extent(), N = input.dim(5).extent();

@@ -1,7 +1,6 @@
 #include "runtime/dwconv2d_sparse.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -125,16 +124,9 @@ SparseLayout sparse_layout(const KernelInfo& k) {
     L.copies = k.stage ? (fwd ? 2 : 3) : 1;
     L.segments = 0;
     if (fwd) {
-        L.segments = std::max(0, std::min(3, L.tile / kVec - 1));
-        // Variant names carry an explicit segment count as "...t<tile>c<chunk>m<M>...".
-        const std::string name = k.name;
-        for (size_t p = name.find('m'); p != std::string::npos; p = name.find('m', p + 1)) {
-            if (p == 0 || !isdigit(static_cast<unsigned char>(name[p - 1])) ||
-                p + 1 >= name.size() || !isdigit(static_cast<unsigned char>(name[p + 1])))
-                continue;
-            L.segments = std::min(L.tile / kVec - 1, std::atoi(name.c_str() + p + 1));
-            break;
-        }
+        // segments < 0: as many as the tile allows, up to 3 (the generator's rule).
+        const int m = space::int_param(kernel_schedule(k), "segments");
+        L.segments = std::max(0, std::min(L.tile / kVec - 1, m < 0 ? 3 : m));
     }
     return L;
 }
@@ -295,7 +287,8 @@ SparseDwConv2dRunner::SparseDwConv2dRunner(const Workload& w, Device d,
         throw std::invalid_argument("SparseDwConv2dRunner: workload '" + to_string(w) +
                                     "' is not a dwconv2d_sparse workload");
     }
-    k_ = &select_kernel(w, d, kernel_name);
+    sel_ = select_kernel_explained(w, d, kernel_name);
+    k_ = sel_.kernel;
     if (!kernel_name.empty() && kernel_name != k_->name) {
         throw std::invalid_argument("kernel '" + kernel_name + "' does not exist or cannot run '" +
                                     to_string(w) + "' on " + device_name(d));
@@ -427,6 +420,12 @@ void SparseDwConv2dRunner::run() {
                                    " is not a sparse kernel");
     }
     check_halide(rc, std::string("kernel ") + k_->name, d_);
+}
+
+void SparseDwConv2dRunner::sync() {
+    if (out_.data()) check_halide(out_.device_sync(), "device sync", d_);
+    if (dwt_.data()) check_halide(dwt_.device_sync(), "device sync", d_);
+    if (db_.data()) check_halide(db_.device_sync(), "device sync", d_);
 }
 
 std::map<std::string, Tensor> SparseDwConv2dRunner::outputs() {

@@ -31,7 +31,7 @@ struct SparseLayout {
 };
 
 // The layout of variant k (SparseFwd or SparseWgrad): tile and chunk from the registry row, copies
-// from its `stage` flag, segments from the "m<M>" suffix of its name (default min(3, tile/8 - 1)).
+// from its `stage` flag, segments from its schedule (-1: min(3, tile/8 - 1)).
 SparseLayout sparse_layout(const KernelInfo& k);
 
 // Tap tables of one sparse workload. Index conventions: list entry t of channel c and output
@@ -83,6 +83,8 @@ class SparseDwConv2dRunner : public OpRunner {
     // pattern), floats in [-1, 1].
     void fill_random(uint32_t seed) override;
     void run() override;
+    void sync() override;
+    Selection selection() const override { return sel_; }
     std::map<std::string, Tensor> outputs() override;
 
     // Backward-weight only: gradient at all kernel positions (true) or only where the mask is 1
@@ -101,6 +103,7 @@ class SparseDwConv2dRunner : public OpRunner {
     Workload w_;
     Device d_;
     const KernelInfo* k_;
+    Selection sel_;
     SparseLayout layout_;
     bool all_taps_ = false;
     double density_ = 0.5;

@@ -9,6 +9,7 @@
 
 #include "runtime/device.h"
 #include "runtime/workload.h"
+#include "schedules/space.h"
 
 namespace lkc {
 
@@ -34,10 +35,34 @@ struct KernelInfo {
     bool pixels;  // reduces over input pixels (dilation 1; kernels wider than the map)
     bool stage;   // copies a zero-extended input per task (else masked loads at the borders)
     void* fn;     // the AOT entry point, cast by the caller according to kind
+    // The variant's GeneratorParams as built ("tile=14 chunk=8"); see kernel_schedule().
+    const char* params;
+    // Halide's argument metadata of fn (halide_filter_metadata_t), to check that a library loaded
+    // at run time has the calling convention of the built-in variants.
+    const void* metadata;
+    const char* library;  // "" for built-in variants, else the shared object it was loaded from
 };
 
-// All compiled variants, in build-list order.
+// All compiled-in variants, in build-list order.
 const std::vector<KernelInfo>& all_kernels();
+// Variants loaded at run time with load_kernel_library (tuner candidates), in load order.
+std::vector<const KernelInfo*> loaded_kernels();
+// The variant called `name` on d (compiled-in or loaded), or null.
+const KernelInfo* find_kernel(const std::string& name, Device d);
+
+// The canonical schedule of a variant: its generator and every tunable parameter (defaults
+// filled, schedules/space.h).
+space::Params kernel_schedule(const KernelInfo& k);
+space::Family family_of(Device d);
+
+// Loads variant `name` (generator `generator`, built with `params` for device d) from a shared
+// object made from Halide's no_runtime output; its runtime calls resolve against this process'
+// Halide runtime. The argument metadata must equal that of the built-in variants of the same
+// generator and device (a library built by another lkc version is rejected). Loading the same
+// name twice returns the first. Throws std::runtime_error naming the file and the problem.
+const KernelInfo& load_kernel_library(const std::string& so_path, const std::string& name,
+                                      const std::string& generator, Device d,
+                                      const space::Params& params);
 
 // Whether variant k can run workload w at all (pass, stride and device limits).
 bool kernel_supports(const KernelInfo& k, const Workload& w);
@@ -46,9 +71,28 @@ bool kernel_supports(const KernelInfo& k, const Workload& w);
 // gather). What select_kernel ranks by when no variant is named.
 double estimated_cost(const KernelInfo& k, const Workload& w);
 
-// Picks the variant for w on d. `preferred` (a variant name, e.g. from a tuning record) wins when
-// it exists and supports w; otherwise the heuristic order above. Throws std::invalid_argument if
-// nothing supports w on d (names the workload and device).
+// Picks the variant for w on d. `preferred` (a variant name) wins when it exists and supports w;
+// otherwise the tuned schedule for w on this device when a hook is installed
+// (set_tuned_selector, runtime/schedule_selection.h) and a compiled or loadable variant has it;
+// otherwise the variant of least estimated cost. Throws std::invalid_argument if nothing supports
+// w on d (names the workload and device).
 const KernelInfo& select_kernel(const Workload& w, Device d, const std::string& preferred = "");
+
+// The compiled-in variant of least estimated cost for w on d (what select_kernel returns without
+// a name or tuned records). Throws std::invalid_argument if none supports w.
+const KernelInfo& hand_default_kernel(const Workload& w, Device d);
+
+// Why select_kernel picked what it picked, for `--verbose`.
+struct Selection {
+    const KernelInfo* kernel = nullptr;
+    std::string how;  // "named" | "tuned (exact)" | "tuned (nearest: <workload>)" | "hand default"
+    std::string source;  // records file / distilled table of a tuned choice
+};
+Selection select_kernel_explained(const Workload& w, Device d, const std::string& preferred = "");
+
+// Hook consulted by select_kernel before the hand default: returns a tuned variant for (w, d)
+// or a Selection with kernel == nullptr. Installed by runtime/schedule_selection.cpp.
+using TunedSelector = Selection (*)(const Workload& w, Device d);
+void set_tuned_selector(TunedSelector f);
 
 }  // namespace lkc
