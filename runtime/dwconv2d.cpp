@@ -124,7 +124,8 @@ DwConv2dRunner::DwConv2dRunner(const Workload& w, Device d, const std::string& k
         throw std::invalid_argument("DwConv2dRunner: workload '" + to_string(w) +
                                     "' is not a dwconv2d workload");
     }
-    k_ = &select_kernel(w, d, kernel_name);
+    sel_ = select_kernel_explained(w, d, kernel_name);
+    k_ = sel_.kernel;
     if (!kernel_name.empty() && kernel_name != k_->name) {
         throw std::invalid_argument("kernel '" + kernel_name + "' does not exist or cannot run '" +
                                     to_string(w) + "' on " + device_name(d));
@@ -234,6 +235,12 @@ void DwConv2dRunner::run() {
                                    " is not a dense kernel");
     }
     check_halide(rc, std::string("kernel ") + k_->name, d_);
+}
+
+void DwConv2dRunner::sync() {
+    if (out_.data()) check_halide(out_.device_sync(), "device sync", d_);
+    if (dwt_.data()) check_halide(dwt_.device_sync(), "device sync", d_);
+    if (db_.data()) check_halide(db_.device_sync(), "device sync", d_);
 }
 
 std::map<std::string, Tensor> DwConv2dRunner::outputs() {

@@ -45,6 +45,8 @@ class DwConv2dRunner : public OpRunner {
     void fill_random(uint32_t seed) override;
     // One kernel call; throws KernelError on failure (e.g. device missing).
     void run() override;
+    void sync() override;
+    Selection selection() const override { return sel_; }
     // Outputs in file layout: y | dx | dw, db.
     std::map<std::string, Tensor> outputs() override;
 
@@ -52,6 +54,7 @@ class DwConv2dRunner : public OpRunner {
     Workload w_;
     Device d_;
     const KernelInfo* k_;
+    Selection sel_;
     Blocked x_, y_;                               // x (fwd/bwd_weight input), y/dy, dx
     Halide::Runtime::Buffer<float, 4> wt_, dwt_;  // [C,1,Kh,Kw] as (Kw, Kh, 1, C)
     Halide::Runtime::Buffer<float, 1> b_, db_;

@@ -10,6 +10,7 @@
 #include "runtime/dwconv2d.h"
 #include "runtime/op_inputs.h"
 #include "runtime/reparam.h"
+#include "runtime/schedule_selection.h"
 
 namespace lkc {
 
@@ -230,58 +231,96 @@ TapsRunner::TapsRunner(const Workload& w, Device d, const std::string& kernel_na
     }
     // The merged dense alternative of a multi-branch op: one centred kernel of the largest
     // dilated extent per dimension (the dense kernels take up to 63).
-    bool merged_ok = false;
-    if (w.op == Op::DwConv2dMulti) {
-        merged_w_ = w;
-        merged_w_.op = Op::DwConv2d;
-        merged_w_.branches.clear();
-        merged_w_.kh = merged_w_.kw = 1;
-        for (const Branch& b : w.branches) {
-            merged_w_.kh = std::max(merged_w_.kh, (b.kh - 1) * b.dilation + 1);
-            merged_w_.kw = std::max(merged_w_.kw, (b.kw - 1) * b.dilation + 1);
-        }
-        merged_ok = merged_w_.kh <= 63 && merged_w_.kw <= 63;
-    }
-    const bool named_dense =
-        merged_ok && !kernel_name.empty() &&
-        std::any_of(all_kernels().begin(), all_kernels().end(), [&](const KernelInfo& k) {
-            return kernel_name == k.name && k.device == d && kernel_supports(k, merged_w_);
+    const bool merged_ok = w.op == Op::DwConv2dMulti && merged_dense_of(w, &merged_w_);
+    const KernelInfo* named = kernel_name.empty() ? nullptr : find_kernel(kernel_name, d);
+    const bool named_dense = merged_ok && named && kernel_supports(*named, merged_w_);
+    // A tuned record may name the taps kernel or, for multi-branch ops, a dense one.
+    Selection tuned;
+    if (kernel_name.empty()) {
+        tuned = select_tuned(w, d, [&](const KernelInfo& k) {
+            return kernel_supports(k, w) || (merged_ok && kernel_supports(k, merged_w_));
         });
-    k_ = &select_kernel(w, d, named_dense ? "" : kernel_name);
+    }
+    const bool tuned_dense = tuned.kernel && !kernel_supports(*tuned.kernel, w);
+    if (tuned.kernel && !tuned_dense) {
+        sel_ = tuned;
+    } else if (named_dense || tuned_dense) {
+        sel_ = {&hand_default_kernel(w, d), "", ""};
+    } else {
+        sel_ = select_kernel_explained(w, d, kernel_name);
+    }
+    k_ = sel_.kernel;
     if (!kernel_name.empty() && !named_dense && kernel_name != k_->name) {
         throw std::invalid_argument("kernel '" + kernel_name + "' does not exist or cannot run '" +
                                     to_string(w) + "' on " + device_name(d));
     }
     build_plan(false);
-    if (named_dense) {
-        merged_ = std::make_unique<DwConv2dRunner>(merged_w_, d, kernel_name);
-    } else if (merged_ok && kernel_name.empty()) {
-        const KernelInfo& dk = select_kernel(merged_w_, d);
+    if (named_dense || tuned_dense) {
+        merged_ = std::make_unique<DwConv2dRunner>(merged_w_, d,
+                                                   named_dense ? kernel_name : tuned.kernel->name);
+        sel_ = named_dense ? Selection{named, "named (merged dense kernel)", ""} : tuned;
+    } else if (merged_ok && kernel_name.empty() && !tuned.kernel) {
+        const KernelInfo& dk = hand_default_kernel(merged_w_, d);
         const double dense = lkc::estimated_cost(dk, merged_w_);
         const double taps = plan_->estimated_cost(w.h, w.w, w.pass == Pass::BwdWeight);
-        if (dense < taps) merged_ = std::make_unique<DwConv2dRunner>(merged_w_, d);
+        if (dense < taps) {
+            merged_ = std::make_unique<DwConv2dRunner>(merged_w_, d, dk.name);
+            sel_ = {&dk, "hand default (merged dense kernel)", ""};
+        }
     }
+}
+
+void TapsRunner::sync() {
+    if (merged_) return merged_->sync();
+    if (out_.data()) check_halide(out_.device_sync(), "device sync", d_);
+    for (auto& g : g_)
+        if (g.data()) check_halide(g.device_sync(), "device sync", d_);
+    if (db_.data()) check_halide(db_.device_sync(), "device sync", d_);
+}
+
+bool merged_dense_of(const Workload& w, Workload* merged) {
+    if (w.op != Op::DwConv2dMulti) return false;
+    Workload m = w;
+    m.op = Op::DwConv2d;
+    m.branches.clear();
+    m.kh = m.kw = 1;
+    for (const Branch& b : w.branches) {
+        m.kh = std::max(m.kh, (b.kh - 1) * b.dilation + 1);
+        m.kw = std::max(m.kw, (b.kw - 1) * b.dilation + 1);
+    }
+    if (m.kh > 63 || m.kw > 63) return false;
+    *merged = m;
+    return true;
+}
+
+std::vector<TapKernel> tap_kernels_of(const Workload& w, bool fused_inference) {
+    std::vector<TapKernel> ks;
+    if (w.op != Op::ShiftWise) {
+        for (const Branch& b : w.branches) {
+            ks.push_back({b.kh, b.kw, b.dilation, -b.dilation * (b.kh - 1) / 2,
+                          -b.dilation * (b.kw - 1) / 2, 0, 0});
+        }
+        return ks;
+    }
+    const int k = w.small_k, nk = w.num_sub_kernels(), mid = w.big_k / 2, e = (k - 1) / 2;
+    ks.push_back({k, nk * k, 1, -e, -mid, 0, 0});  // horizontal: yh
+    ks.push_back({nk * k, k, 1, -mid, -e, 0, 1});  // vertical: yv
+    ks.push_back({k, k, 1, -e, -e, 0, 2});         // identity path: ys
+    for (int i = 0; i < 3; ++i) {
+        if (w.pass == Pass::BwdData) std::swap(ks[i].in, ks[i].out);
+        if (fused_inference) ks[i].out = 0;
+    }
+    return ks;
+}
+
+TapPlan tap_plan_of(const Workload& w) {
+    return TapPlan(tap_kernels_of(w, false), /*transpose=*/w.pass == Pass::BwdData, w.h, w.w);
 }
 
 void TapsRunner::build_plan(bool fused_inference) {
     inference_ = fused_inference;
-    kernels_.clear();
+    kernels_ = tap_kernels_of(w_, fused_inference);
     const bool shift = w_.op == Op::ShiftWise;
-    if (!shift) {
-        for (const Branch& b : w_.branches) {
-            kernels_.push_back({b.kh, b.kw, b.dilation, -b.dilation * (b.kh - 1) / 2,
-                                -b.dilation * (b.kw - 1) / 2, 0, 0});
-        }
-    } else {
-        const int k = w_.small_k, nk = w_.num_sub_kernels(), mid = w_.big_k / 2, e = (k - 1) / 2;
-        kernels_.push_back({k, nk * k, 1, -e, -mid, 0, 0});  // horizontal: yh
-        kernels_.push_back({nk * k, k, 1, -mid, -e, 0, 1});  // vertical: yv
-        kernels_.push_back({k, k, 1, -e, -e, 0, 2});         // identity path: ys
-        for (int i = 0; i < 3; ++i) {
-            if (w_.pass == Pass::BwdData) std::swap(kernels_[i].in, kernels_[i].out);
-            if (fused_inference) kernels_[i].out = 0;
-        }
-    }
     plan_ = std::make_unique<TapPlan>(kernels_, /*transpose=*/w_.pass == Pass::BwdData, w_.h, w_.w);
 
     const int n = w_.n, c = w_.c, h = w_.h, wd = w_.w;

@@ -77,6 +77,15 @@ class TapPlan {
 
 using Stacked = Halide::Runtime::Buffer<float, 6>;  // (16, W, H, S, ceil(C/16), N)
 
+// The depth-wise kernels of a dwconv2d_multi or shiftwise workload as TapPlan sees them
+// (shift-wise: yh, yv, ys; backward-data swaps inputs and outputs; the fused inference form
+// writes every kernel to output 0).
+std::vector<TapKernel> tap_kernels_of(const Workload& w, bool fused_inference);
+// The TapPlan a TapsRunner builds for w (without inputs).
+TapPlan tap_plan_of(const Workload& w);
+// The dense workload of w's merged kernel (dwconv2d_multi), or nothing if it exceeds 63 x 63.
+bool merged_dense_of(const Workload& w, Workload* merged);
+
 // OpRunner for dwconv2d_multi and shiftwise (all passes, stride 1).
 //
 // dwconv2d_multi can also run as the merged dense kernel (reparam::merge_branches; backward-weight
@@ -97,6 +106,8 @@ class TapsRunner : public OpRunner {
     void set_inputs(const std::map<std::string, Tensor>& inputs) override;
     void fill_random(uint32_t seed) override;
     void run() override;
+    void sync() override;
+    Selection selection() const override { return sel_; }
     std::map<std::string, Tensor> outputs() override;
 
   private:
@@ -106,6 +117,7 @@ class TapsRunner : public OpRunner {
     Workload w_;
     Device d_;
     const KernelInfo* k_;
+    Selection sel_;
     std::map<std::string, Tensor> in_;  // file-layout inputs (weights, tables, scales)
     bool inference_ = false;            // shiftwise fwd with ah, av, as, b: one output y
     std::unique_ptr<TapPlan> plan_;

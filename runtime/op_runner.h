@@ -11,6 +11,7 @@
 
 #include "runtime/device.h"
 #include "runtime/op_inputs.h"
+#include "runtime/registry.h"
 #include "runtime/tensor.h"
 #include "runtime/workload.h"
 
@@ -29,7 +30,12 @@ class OpRunner {
     // Deterministic pseudo-random inputs (benchmarks): floats in [-1, 1]; valid tables / masks.
     virtual void fill_random(uint32_t seed) = 0;
     // One kernel call (plus nothing the benchmark should not time); throws KernelError on failure.
+    // On a GPU the call may return before the device finishes: sync() waits for it.
     virtual void run() = 0;
+    virtual void sync() {}
+    // How the kernel variant was chosen (named, tuned exact / nearest, hand default) and from
+    // which records.
+    virtual Selection selection() const = 0;
     // Outputs in file layout (y | yh, yv, ys | dx | dw, dw0.., db).
     virtual std::map<std::string, Tensor> outputs() = 0;
 };
