@@ -5,6 +5,8 @@
 //   lkc example <workload> -o IN.safetensors [--seed N] [--density D] [--optional]
 //          valid random inputs (names/shapes of runtime/op_inputs.h)
 //   lkc kernels [--workload WL [--device D]]   list the variants, or rank them for a workload
+//   lkc tune <workload>... [--shapes F] [--device D] [--budget S] [--records F] [--seed N]
+//   lkc tune best|distill ...                  records -> best table / distilled table
 //   lkc version
 #include <algorithm>
 #include <chrono>
@@ -24,7 +26,9 @@
 #include "runtime/reference_ops.h"
 #include "runtime/registry.h"
 #include "runtime/safetensors.h"
+#include "runtime/schedule_selection.h"
 #include "runtime/workload.h"
+#include "tools/tune_cli.h"
 
 #ifndef LKC_VERSION
 #define LKC_VERSION "0.0.0"
@@ -34,6 +38,8 @@ namespace {
 
 struct OpArgs {
     std::string workload, inputs, outputs, device = "cpu", kernel;
+    std::vector<std::string> records;
+    bool no_records = false;
     int repeat = 1;
     bool verbose = false;
     bool check = false;
@@ -86,6 +92,13 @@ int run_op(const OpArgs& a) {
     const lkc::Device dev = lkc::parse_device(a.device);
     if (a.repeat < 1) throw std::invalid_argument("--repeat must be >= 1");
     lkc::SafetensorsFile in = lkc::read_safetensors(a.inputs);
+    if (a.no_records) {
+        lkc::disable_schedules();
+    } else {
+        lkc::use_schedules(a.records);
+        for (const std::string& p : lkc::schedule_problems())
+            std::fprintf(stderr, "lkc op: tuning records: skipped %s\n", p.c_str());
+    }
 
     std::unique_ptr<lkc::OpRunner> runner_ptr = lkc::make_runner(w, dev, a.kernel);
     lkc::OpRunner& runner = *runner_ptr;
@@ -96,8 +109,10 @@ int run_op(const OpArgs& a) {
     }
     runner.set_inputs(in.tensors);
     if (a.verbose) {
+        const lkc::Selection sel = runner.selection();
         std::cerr << "lkc op: " << lkc::to_string(w) << " on " << lkc::device_name(dev)
-                  << ", kernel " << runner.kernel_name() << " (hand default)";
+                  << ", kernel " << runner.kernel_name() << " (" << sel.how
+                  << (sel.source.empty() ? "" : ", from " + sel.source) << ")";
         if (auto* dense = dynamic_cast<lkc::DwConv2dRunner*>(&runner))
             std::cerr << ", tile " << dense->kernel().tile << ", chunk " << dense->kernel().chunk;
         auto* taps = dynamic_cast<lkc::TapsRunner*>(&runner);
@@ -109,11 +124,16 @@ int run_op(const OpArgs& a) {
                       << " runs (" << p.slots() << " weight slots)";
         }
         std::cerr << "\n";
+        const auto sources = lkc::schedule_sources();
+        std::cerr << "lkc op: tuning sources:";
+        for (const std::string& s : sources) std::cerr << " " << s;
+        std::cerr << (sources.empty() ? " none" : "") << "\n";
     }
     std::vector<double> times;
     for (int i = 0; i < a.repeat; ++i) {
         auto t0 = std::chrono::steady_clock::now();
         runner.run();
+        runner.sync();
         auto t1 = std::chrono::steady_clock::now();
         times.push_back(std::chrono::duration<double>(t1 - t0).count());
     }
@@ -215,6 +235,11 @@ int main(int argc, char** argv) {
     op_cmd->add_option("--repeat", op.repeat, "run the kernel K times and report the median")
         ->capture_default_str();
     op_cmd->add_flag("--verbose,-v", op.verbose, "say which kernel variant runs and why");
+    op_cmd->add_option("--records", op.records,
+                       "tuning records to choose kernels from (repeatable; default: the built-in "
+                       "tables plus " +
+                           lkc::default_user_records_path() + ")");
+    op_cmd->add_flag("--no-records", op.no_records, "hand-default kernels only");
     op_cmd->add_flag("--all-taps", op.all_taps,
                      "dwconv2d_sparse bwd_weight: gradient at every kernel position (growth)");
     op_cmd->add_flag("--check", op.check,
@@ -240,6 +265,8 @@ int main(int argc, char** argv) {
     k_cmd->add_option("--device", k_device, "cpu | opencl | cuda (with --workload)")
         ->capture_default_str();
     app.add_subcommand("version", "print the lkc version");
+    lkc::cli::TuneArgs tune_args;
+    lkc::cli::register_tune(app, tune_args);
 
     try {
         app.parse(argc, argv);
@@ -252,6 +279,8 @@ int main(int argc, char** argv) {
         if (app.got_subcommand("example"))
             return write_example(ex_workload, ex_out, ex_seed, ex_density, ex_optional);
         if (app.got_subcommand("kernels")) return list_kernels(k_workload, k_device);
+        const int rc = lkc::cli::run_tune(tune_args);
+        if (rc >= 0) return rc;
         if (app.got_subcommand("version")) {
             std::printf("lkc %s\n", LKC_VERSION);
             return 0;
