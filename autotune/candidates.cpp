@@ -159,7 +159,7 @@ std::string invalid_reason(const Workload& w0, Device d, const std::string& gen,
         if (cpu && !flag(p, "par_rows") && get(p, "rows_per_task") != 8) {
             return "rows_per_task without par_rows";
         }
-        if (cpu && flag(p, "par_rows") && get(p, "rows_per_task") > std::max(2, OH)) {
+        if (cpu && flag(p, "par_rows") && get(p, "rows_per_task") >= 2 * std::max(1, OH)) {
             return "rows_per_task taller than the output";
         }
     } else if (gen == "dwconv2d_bwd_weight") {
@@ -167,7 +167,7 @@ std::string invalid_reason(const Workload& w0, Device d, const std::string& gen,
         if (cpu && chunk > std::max(4, OW)) return "chunk wider than the output row";
     } else if (gen == "dwconv2d_taps_fwd") {
         if (cpu && tile > std::max(7, OW)) return "tile wider than the output row";
-        if (cpu && get(p, "rows_per_task") > std::max(2, OH))
+        if (cpu && get(p, "rows_per_task") >= 2 * std::max(1, OH))
             return "rows_per_task taller than the output";
     } else if (gen == "dwconv2d_taps_wgrad") {
         if (cpu && get(p, "wcols") > std::max(4, OW)) return "wcols wider than the output row";

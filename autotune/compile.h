@@ -35,3 +35,16 @@ CompileResult compile_candidate(const Candidate& c, Device d, const std::string&
                                 double timeout_s = 300);
 
 }  // namespace lkc::tune
+
+namespace lkc::tune {
+
+// Builds the dense generator of w with one of Halide's autoschedulers ("Adams2019",
+// "Mullapudi2016", "Li2018", "Anderson2021"), w as the estimates, into the kernel cache. `cand`
+// receives the candidate to measure it as (generator, name; params are the hand defaults, which
+// only shape the algorithm's register tile here). Throws std::invalid_argument for a workload no
+// dense generator runs.
+CompileResult compile_autoscheduled(const Workload& w, Device d, const std::string& device_id,
+                                    const std::string& autoscheduler, Candidate* cand,
+                                    double timeout_s = 600);
+
+}  // namespace lkc::tune

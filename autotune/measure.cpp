@@ -49,17 +49,16 @@ nlohmann::json request_of(const Workload& w, Device d, const std::vector<Candida
 }
 
 std::vector<Measurement> run_worker(const nlohmann::json& req, size_t n, double timeout_s,
-                                    int threads) {
+                                    int threads, const std::string& worker) {
     std::vector<Measurement> out(n);
     std::string result_line;
-    const ProcessResult pr =
-        run_process({self_executable(), "tune-worker"}, timeout_s, req.dump(),
-                    [&](const std::string& line) {
-                        if (line.rfind(kResultTag, 0) == 0)
-                            result_line = line.substr(std::strlen(kResultTag));
-                    },
-                    {"HL_NUM_THREADS=" + std::to_string(threads),
-                     "OMP_NUM_THREADS=" + std::to_string(threads), "LKC_RECORDS=none"});
+    const ProcessResult pr = run_process(
+        {worker.empty() ? self_executable() : worker, "tune-worker"}, timeout_s, req.dump(),
+        [&](const std::string& line) {
+            if (line.rfind(kResultTag, 0) == 0) result_line = line.substr(std::strlen(kResultTag));
+        },
+        {"HL_NUM_THREADS=" + std::to_string(threads), "OMP_NUM_THREADS=" + std::to_string(threads),
+         "LKC_RECORDS=none"});
     const double wall = pr.seconds;
     if (!result_line.empty()) {
         try {
@@ -133,7 +132,8 @@ std::string compare_outputs(const std::map<std::string, Tensor>& got,
 
 Measurement measure_candidate(const Workload& w, Device d, const Candidate& c,
                               const std::string& library, const MeasureOptions& o) {
-    return run_worker(request_of(w, d, {c}, {library}, o, false), 1, o.timeout_s, o.threads)[0];
+    return run_worker(request_of(w, d, {c}, {library}, o, false), 1, o.timeout_s, o.threads,
+                      o.worker)[0];
 }
 
 std::vector<Measurement> measure_interleaved(const Workload& w, Device d,
@@ -141,7 +141,7 @@ std::vector<Measurement> measure_interleaved(const Workload& w, Device d,
                                              const std::vector<std::string>& libraries,
                                              const MeasureOptions& o) {
     return run_worker(request_of(w, d, cs, libraries, o, true), cs.size(),
-                      o.timeout_s * double(std::max<size_t>(1, cs.size())), o.threads);
+                      o.timeout_s * double(std::max<size_t>(1, cs.size())), o.threads, o.worker);
 }
 
 int tune_worker_main() {

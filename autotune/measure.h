@@ -23,6 +23,7 @@ struct MeasureOptions {
     double timeout_s = 120;    // per candidate, worker start-up and reference included
     int threads = 2;           // HL_NUM_THREADS of the worker
     uint32_t seed = 7;         // inputs
+    std::string worker;        // the lkc executable to run `tune-worker` with ("": this one)
 };
 
 struct Measurement {

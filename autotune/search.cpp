@@ -369,16 +369,22 @@ std::vector<TuneResult> tune(const TuneOptions& o, std::ostream& progress) {
                                     "' (expected model or random)");
     }
     DeviceInfo dev;
-    switch (o.device) {
-        case Device::Cpu:
-            dev = cpu_device_info();
-            break;
-        case Device::OpenCL:
-            dev = opencl_device_info();
-            break;
-        case Device::Cuda:
-            dev = cuda_device_info();
-            break;
+    try {
+        switch (o.device) {
+            case Device::Cpu:
+                dev = cpu_device_info();
+                break;
+            case Device::OpenCL:
+                dev = opencl_device_info();
+                break;
+            case Device::Cuda:
+                dev = cuda_device_info();
+                break;
+        }
+    } catch (const DeviceUnavailable& e) {
+        throw DeviceUnavailable(std::string("no ") +
+                                (o.device == Device::Cuda ? "CUDA" : "OpenCL") +
+                                " device to tune on: " + e.what());
     }
     Progress bar(progress, o.progress);
     std::vector<TuneResult> out;

@@ -28,12 +28,24 @@ sched::DwParams params_of(const Target& t, int tile, int chunk, int gpu_rows, bo
     return p;
 }
 
-// Blocked-activation estimates for the autoschedulers and bounds hints (N1 C128 56x56).
+// Blocked-activation estimates for the autoschedulers and bounds hints (default N1 C128 56x56).
 template <typename B>
-void estimate_blocked(B& b, int w, int h) {
+void estimate_blocked(B& b, int w, int h, int c = 128, int n = 1) {
     b.dim(0).set_estimate(0, kLanes).dim(1).set_estimate(0, w).dim(2).set_estimate(0, h);
-    b.dim(3).set_estimate(0, 8).dim(4).set_estimate(0, 1);
+    b.dim(3).set_estimate(0, (c + kLanes - 1) / kLanes).dim(4).set_estimate(0, n);
 }
+
+// The workload the estimates describe. They change nothing in the hand schedules; Halide's
+// autoschedulers plan for them (the tuner's comparison builds set them per workload).
+#define LKC_ESTIMATE_PARAMS                              \
+    GeneratorParam<int> est_n{"est_n", 1, 1, 1 << 20};   \
+    GeneratorParam<int> est_c{"est_c", 128, 1, 1 << 20}; \
+    GeneratorParam<int> est_h{"est_h", 56, 1, 1 << 20};  \
+    GeneratorParam<int> est_w{"est_w", 56, 1, 1 << 20};  \
+    GeneratorParam<int> est_kh{"est_kh", 31, 1, 63};     \
+    GeneratorParam<int> est_kw{"est_kw", 31, 1, 63};     \
+    GeneratorParam<int> est_s{"est_s", 1, 1, 2};         \
+    GeneratorParam<int> est_d{"est_d", 1, 1, 7};
 
 // The 16-lane dim of every blocked buffer is dense and exactly 16 wide; the x stride is 16.
 template <typename B>
@@ -60,6 +72,7 @@ class DwConv2dFwd : public Generator<DwConv2dFwd> {
     GeneratorParam<bool> par_rows{"par_rows", true};
     // Output rows per parallel task when par_rows (CPU).
     GeneratorParam<int> rows_per_task{"rows_per_task", 8, 1, 64};
+    LKC_ESTIMATE_PARAMS
 
     Input<Buffer<void, 5>> input{"input"};    // x, blocked (16, W, H, ceil(C/16), N)
     Input<Buffer<void, 4>> weight{"weight"};  // [C,1,Kh,Kw] = Halide (Kw, Kh, 1, C)
@@ -116,12 +129,13 @@ class DwConv2dFwd : public Generator<DwConv2dFwd> {
         weight.dim(2).set_min(0).set_extent(1);
         weight.dim(3).set_min(0);
         bias.dim(0).set_min(0);
-        estimate_blocked(input, 56, 56);
-        estimate_blocked(output, 56, 56);
-        weight.set_estimates({{0, 31}, {0, 31}, {0, 1}, {0, 128}});
-        bias.set_estimates({{0, 128}});
-        stride.set_estimate(1);
-        dilation.set_estimate(1);
+        estimate_blocked(input, est_w, est_h, est_c, est_n);
+        const int es = est_s;
+        estimate_blocked(output, (est_w + es - 1) / es, (est_h + es - 1) / es, est_c, est_n);
+        weight.set_estimates({{0, est_kw}, {0, est_kh}, {0, 1}, {0, est_c}});
+        bias.set_estimates({{0, est_c}});
+        stride.set_estimate(est_s);
+        dilation.set_estimate(est_d);
 
         if (using_autoscheduler()) return;
         if (get_target().has_gpu_feature()) {
@@ -149,6 +163,7 @@ class DwConv2dBwdData : public Generator<DwConv2dBwdData> {
     GeneratorParam<bool> par_rows{"par_rows", true};
     // Output rows per parallel task when par_rows (CPU).
     GeneratorParam<int> rows_per_task{"rows_per_task", 8, 1, 64};
+    LKC_ESTIMATE_PARAMS
 
     Input<Buffer<void, 5>> dy{"dy"};          // blocked (16, W, H, ceil(C/16), N)
     Input<Buffer<void, 4>> weight{"weight"};  // [C,1,Kh,Kw]
@@ -193,10 +208,10 @@ class DwConv2dBwdData : public Generator<DwConv2dBwdData> {
         weight.dim(1).set_min(0);
         weight.dim(2).set_min(0).set_extent(1);
         weight.dim(3).set_min(0);
-        estimate_blocked(dy, 56, 56);
-        estimate_blocked(dx, 56, 56);
-        weight.set_estimates({{0, 31}, {0, 31}, {0, 1}, {0, 128}});
-        dilation.set_estimate(1);
+        estimate_blocked(dy, est_w, est_h, est_c, est_n);
+        estimate_blocked(dx, est_w, est_h, est_c, est_n);
+        weight.set_estimates({{0, est_kw}, {0, est_kh}, {0, 1}, {0, est_c}});
+        dilation.set_estimate(est_d);
 
         if (using_autoscheduler()) return;
         if (get_target().has_gpu_feature()) {
@@ -287,6 +302,7 @@ class DwConv2dBwdWeight : public Generator<DwConv2dBwdWeight> {
     // Nested parallelism over kernel rows made tasks too small: 7x7 on 56x56 took 0.43 ms
     // with it, 0.30 ms without (N1 C128, 2 threads); 14x14 maps 0.057 vs 0.035 ms.
     GeneratorParam<bool> par_rows{"par_rows", false};
+    LKC_ESTIMATE_PARAMS
 
     Input<Buffer<void, 5>> input{"input"};  // x, blocked (16, W, H, ceil(C/16), N)
     Input<Buffer<void, 5>> dy{"dy"};        // blocked (16, OW, OH, ceil(C/16), N)
@@ -361,14 +377,15 @@ class DwConv2dBwdWeight : public Generator<DwConv2dBwdWeight> {
         dw.dim(2).set_min(0).set_extent(1);
         dw.dim(3).set_min(0);
         db.dim(0).set_min(0);
-        estimate_blocked(input, 56, 56);
-        estimate_blocked(dy, 56, 56);
-        dw.set_estimates({{0, 31}, {0, 31}, {0, 1}, {0, 128}});
-        db.set_estimates({{0, 128}});
-        kernel_h.set_estimate(31);
-        kernel_w.set_estimate(31);
-        stride.set_estimate(1);
-        dilation.set_estimate(1);
+        estimate_blocked(input, est_w, est_h, est_c, est_n);
+        const int es = est_s;
+        estimate_blocked(dy, (est_w + es - 1) / es, (est_h + es - 1) / es, est_c, est_n);
+        dw.set_estimates({{0, est_kw}, {0, est_kh}, {0, 1}, {0, est_c}});
+        db.set_estimates({{0, est_c}});
+        kernel_h.set_estimate(est_kh);
+        kernel_w.set_estimate(est_kw);
+        stride.set_estimate(est_s);
+        dilation.set_estimate(est_d);
 
         if (using_autoscheduler()) return;
         if (get_target().has_gpu_feature()) {

@@ -133,7 +133,9 @@ Params canonical(const std::string& generator, Family f, const Params& p) {
         if (it == g.params.end()) {
             // GeneratorParams outside the tuned space (e.g. the taps width classes) keep their
             // generator default in every variant the registry can match.
-            if (key == "storage" || key.rfind("chunk", 0) == 0) continue;
+            // So do the autoscheduler estimates (est_*), which leave hand schedules unchanged.
+            if (key == "storage" || key.rfind("chunk", 0) == 0 || key.rfind("est_", 0) == 0)
+                continue;
             throw std::invalid_argument("generator '" + generator +
                                         "' has no schedule parameter '" + key + "'");
         }

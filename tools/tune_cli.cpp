@@ -5,6 +5,7 @@
 #include <iostream>
 #include <set>
 
+#include "autotune/compare.h"
 #include "autotune/measure.h"
 #include "autotune/search.h"
 #include "runtime/device_info.h"
@@ -91,6 +92,31 @@ int run_distill(const TuneArgs& a) {
     return 0;
 }
 
+int run_compare(const TuneArgs& a) {
+    tune::CompareOptions o;
+    for (const std::string& s : a.cmp_workloads) o.workloads.push_back(parse_workload(s));
+    if (!a.cmp_shapes.empty())
+        for (const Workload& w : read_shapes(a.cmp_shapes)) o.workloads.push_back(w);
+    if (o.workloads.empty())
+        throw std::runtime_error("lkc tune compare: give workloads or --shapes");
+    o.device = parse_device(a.device);
+    o.records = records_or_default(a.records);
+    o.csv = a.csv;
+    std::string item;
+    for (char ch : a.autoschedulers + ",") {
+        if (ch == ',') {
+            if (!item.empty()) o.autoschedulers.push_back(item);
+            item.clear();
+        } else {
+            item += ch;
+        }
+    }
+    const auto rows = tune::compare(o, std::cerr);
+    tune::print_compare(rows, std::cout);
+    if (!o.csv.empty()) std::printf("wrote %s\n", o.csv.c_str());
+    return 0;
+}
+
 int run_tune_workloads(const TuneArgs& a) {
     tune::TuneOptions o;
     for (const std::string& s : a.workloads) o.workloads.push_back(parse_workload(s));
@@ -147,6 +173,16 @@ void register_tune(CLI::App& app, TuneArgs& a) {
     a.distill->add_option("-o,--output", a.out_file, "table file (one device)");
     a.distill->add_option("--out-dir", a.out_dir, "directory for <device slug>.json tables");
     a.distill->add_option("--device-id", a.device_id, "only this device id");
+    a.compare = a.tune->add_subcommand(
+        "compare", "tuned vs hand default vs Halide's autoschedulers, measured interleaved");
+    a.compare->add_option("workloads", a.cmp_workloads, "workload strings");
+    a.compare->add_option("--shapes", a.cmp_shapes, "file with one workload per line");
+    a.compare->add_option("--device", a.device, "cpu | opencl | cuda");
+    a.compare->add_option("--records", a.records, "records with the tuned schedules");
+    a.compare->add_option("--csv", a.csv, "CSV output file");
+    a.compare->add_option("--autoschedulers", a.autoschedulers,
+                          "comma-separated (default cpu: Adams2019,Mullapudi2016,Li2018; opencl: "
+                          "Li2018,Anderson2021,Mullapudi2016)");
     a.tune->require_subcommand(0, 1);
 
     a.worker = app.add_subcommand("tune-worker", "measure candidates (used by lkc tune)");
@@ -157,6 +193,7 @@ int run_tune(const TuneArgs& a) {
     if (a.worker && a.worker->parsed()) return tune::tune_worker_main();
     if (a.best && a.best->parsed()) return run_best(a);
     if (a.distill && a.distill->parsed()) return run_distill(a);
+    if (a.compare && a.compare->parsed()) return run_compare(a);
     if (a.tune && a.tune->parsed()) return run_tune_workloads(a);
     return -1;
 }

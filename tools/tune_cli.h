@@ -17,7 +17,11 @@ struct TuneArgs {
     bool no_final = false, quiet = false;
     // best / distill
     std::string best_workload, out_file, out_dir, device_id;
-    CLI::App *tune = nullptr, *best = nullptr, *distill = nullptr, *worker = nullptr;
+    // compare
+    std::vector<std::string> cmp_workloads;
+    std::string cmp_shapes, csv, autoschedulers;
+    CLI::App *tune = nullptr, *best = nullptr, *distill = nullptr, *worker = nullptr,
+             *compare = nullptr;
 };
 
 // Adds the subcommands to app.
