@@ -1,6 +1,7 @@
 #include "graph/ir.h"
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 #include <sstream>
 
@@ -35,6 +36,7 @@ constexpr OpNameEntry kOpNames[] = {
     {OpKind::Concat, "concat"},
     {OpKind::Permute, "permute"},
     {OpKind::Flatten, "flatten"},
+    {OpKind::Reorder, "reorder"},
 };
 
 std::string where(const Node& n) {
@@ -242,6 +244,8 @@ const char* layout_name(Layout l) {
             return "NC";
         case Layout::Any:
             return "any";
+        case Layout::Blocked16:
+            return "NCHW16c";
     }
     return "?";
 }
@@ -255,8 +259,28 @@ int channel_axis(Layout l) {
             return 3;
         case Layout::Any:
             break;
+        case Layout::Blocked16:
+            throw GraphError("layout 'NCHW16c' is a storage layout, not a logical one");
     }
     throw GraphError("layout 'any' has no channel axis");
+}
+
+const char* epilogue_name(EpilogueOp op) {
+    switch (op) {
+        case EpilogueOp::Relu:
+            return "relu";
+        case EpilogueOp::Gelu:
+            return "gelu";
+        case EpilogueOp::Sigmoid:
+            return "sigmoid";
+        case EpilogueOp::Add:
+            return "add";
+        case EpilogueOp::Scale:
+            return "scale";
+        case EpilogueOp::BatchNorm:
+            return "batch_norm";
+    }
+    return "?";
 }
 
 const char* op_name(OpKind op) {
@@ -334,7 +358,127 @@ bool Graph::has_values() const {
     return true;
 }
 
+namespace {
+
+// Epilogue index of a role "e<i>.<rest>", or -1 for an ordinary role.
+int epilogue_of_role(const std::string& role, std::string* rest) {
+    if (role.size() < 3 || role[0] != 'e' || !std::isdigit(static_cast<unsigned char>(role[1]))) {
+        return -1;
+    }
+    size_t dot = role.find('.');
+    if (dot == std::string::npos) return -1;
+    for (size_t i = 1; i < dot; ++i) {
+        if (!std::isdigit(static_cast<unsigned char>(role[i]))) return -1;
+    }
+    *rest = role.substr(dot + 1);
+    return std::stoi(role.substr(1, dot - 1));
+}
+
+// A node with epilogues: the producer without them, then every epilogue checked on its result.
+std::vector<TensorDesc> infer_with_epilogues(const Graph& g, const Node& n) {
+    const std::vector<Epilogue>& eps = n.attrs.epilogues;
+    switch (n.op) {
+        case OpKind::Conv2d:
+        case OpKind::DwConv2d:
+        case OpKind::DwConv2dMulti:
+        case OpKind::DwConv2dSparse:
+        case OpKind::Linear:
+        case OpKind::ShiftWise:
+            break;
+        default:
+            fail(n,
+                 "has epilogues, but only conv2d, the depth-wise families, linear and the fused "
+                 "shiftwise take them");
+    }
+    Node base = n;
+    base.attrs.epilogues.clear();
+    std::vector<bool> extra(n.inputs.size(), false);
+    for (size_t i = 0; i < eps.size(); ++i) {
+        const Epilogue& e = eps[i];
+        const std::string what =
+            "epilogue " + std::to_string(i) + " (" + epilogue_name(e.op) + " '" + e.name + "')";
+        if (e.op == EpilogueOp::Add) {
+            if (e.input < 1 || e.input >= static_cast<int>(n.inputs.size()) ||
+                extra[static_cast<size_t>(e.input)]) {
+                fail(n, what + " refers to input " + std::to_string(e.input) +
+                            ", expected a distinct index in [1, " +
+                            std::to_string(n.inputs.size()) + ")");
+            }
+            extra[static_cast<size_t>(e.input)] = true;
+        } else if (e.input != -1) {
+            fail(n, what + " has input " + std::to_string(e.input) + ", expected -1 (none)");
+        }
+    }
+    base.inputs.clear();
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+        if (!extra[i]) base.inputs.push_back(n.inputs[i]);
+    }
+    std::vector<std::set<std::string>> roles(eps.size());
+    for (auto it = base.params.begin(); it != base.params.end();) {
+        std::string rest;
+        const int e = epilogue_of_role(it->first, &rest);
+        if (e < 0) {
+            ++it;
+            continue;
+        }
+        if (e >= static_cast<int>(eps.size())) {
+            fail(n, "has parameter role '" + it->first + "' for epilogue " + std::to_string(e) +
+                        ", but only " + std::to_string(eps.size()) + " epilogues");
+        }
+        roles[static_cast<size_t>(e)].insert(rest);
+        it = base.params.erase(it);
+    }
+    std::vector<TensorDesc> out = infer_node(g, base);
+    if (out.size() != 1) {
+        fail(n, "has epilogues but " + std::to_string(out.size()) + " outputs, expected 1");
+    }
+    const TensorDesc& y = out[0];
+    const int64_t c = y.shape.at(static_cast<size_t>(channel_axis(y.layout)));
+    for (size_t i = 0; i < eps.size(); ++i) {
+        const Epilogue& e = eps[i];
+        const std::string what =
+            "epilogue " + std::to_string(i) + " (" + epilogue_name(e.op) + " '" + e.name + "')";
+        const std::string pre = "e" + std::to_string(i) + ".";
+        std::set<std::string> want;
+        switch (e.op) {
+            case EpilogueOp::Relu:
+            case EpilogueOp::Gelu:
+            case EpilogueOp::Sigmoid:
+                break;
+            case EpilogueOp::Add: {
+                const TensorDesc& r = input(g, n, static_cast<size_t>(e.input));
+                expect_float(n, r);
+                if (r.shape != y.shape || r.layout != y.layout) {
+                    fail(n, what + ": input tensor '" + r.name + "' is " +
+                                shape_to_string(r.shape) + " " + layout_name(r.layout) +
+                                ", expected the result's " + shape_to_string(y.shape) + " " +
+                                layout_name(y.layout));
+                }
+                break;
+            }
+            case EpilogueOp::Scale:
+                want = {"weight"};
+                expect_param_numel(g, n, pre + "weight", c);
+                break;
+            case EpilogueOp::BatchNorm:
+                want = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
+                for (const char* r : {"weight", "bias", "running_mean", "running_var"}) {
+                    expect_param(g, n, pre + r, {c}, what + ", one per channel");
+                }
+                if (!(e.eps > 0)) fail(n, what + ": eps must be > 0");
+                break;
+        }
+        for (const std::string& r : roles[i]) {
+            if (!want.count(r)) fail(n, what + " has unexpected parameter role '" + pre + r + "'");
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
 std::vector<TensorDesc> infer_node(const Graph& g, const Node& n) {
+    if (!n.attrs.epilogues.empty()) return infer_with_epilogues(g, n);
     std::vector<TensorDesc> out;
     const Attrs& a = n.attrs;
     switch (n.op) {
@@ -457,10 +601,18 @@ std::vector<TensorDesc> infer_node(const Graph& g, const Node& n) {
                             std::to_string(a.small_k) + ": expected odd k >= 1 and odd K >= k");
             }
             std::vector<std::string> roles = numbered_roles(n, "weight");
+            const char* fused_roles[] = {"ah", "av", "as", "bias"};
+            int fused = 0;
+            for (const char* r : fused_roles) fused += n.has_param(r) ? 1 : 0;
+            if (fused != 0 && fused != 4) {
+                fail(n, "has " + std::to_string(fused) +
+                            " of the fused inference parameters ah, av, as, bias, expected all "
+                            "four or none");
+            }
             for (const auto& kv : n.params) {
-                if (std::find(roles.begin(), roles.end(), kv.first) == roles.end()) {
-                    fail(n, "has unexpected parameter role '" + kv.first + "'");
-                }
+                bool known = std::find(roles.begin(), roles.end(), kv.first) != roles.end();
+                for (const char* r : fused_roles) known = known || (fused == 4 && kv.first == r);
+                if (!known) fail(n, "has unexpected parameter role '" + kv.first + "'");
             }
             for (const auto& kv : n.consts) {
                 if (kv.first != "slot_h" && kv.first != "slot_v" && kv.first != "ident") {
@@ -488,7 +640,14 @@ std::vector<TensorDesc> infer_node(const Graph& g, const Node& n) {
             const int64_t groups = sh.dim(0);
             expect_const(g, n, "slot_v", {groups, c, nk}, DType::I32);
             expect_const(g, n, "ident", {groups, c}, DType::I32);
-            for (int i = 0; i < 3; ++i) out.push_back(like(x, x.shape, Layout::NCHW));
+            if (fused == 4) {
+                for (const char* r : fused_roles) {
+                    expect_param(g, n, r, {c}, "fused inference form, one per channel");
+                }
+                out.push_back(like(x, x.shape, Layout::NCHW));  // y = ah*yh + av*yv + as*ys + b + x
+            } else {
+                for (int i = 0; i < 3; ++i) out.push_back(like(x, x.shape, Layout::NCHW));
+            }
             break;
         }
         case OpKind::Linear: {
@@ -693,6 +852,13 @@ std::vector<TensorDesc> infer_node(const Graph& g, const Node& n) {
             int64_t f = 1;
             for (size_t i = 1; i < x.shape.size(); ++i) f *= x.shape[i];
             out.push_back(like(x, {x.shape[0], f}, Layout::NC));
+            break;
+        }
+        case OpKind::Reorder: {
+            expect_inputs(n, 1);
+            check_no_roles(n);
+            const TensorDesc& x = input(g, n, 0);
+            out.push_back(like(x, x.shape, x.layout));
             break;
         }
     }

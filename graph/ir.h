@@ -28,6 +28,9 @@
 //                   (or [R,nk,k,k]); constants slot_h, slot_v [G,R,nk] and ident [G,R] int32
 //                   (runtime/op_inputs.h); attrs.big_k, small_k. Three outputs yh, yv, ys
 //                   [N,R,H,W].
+//                   Fused inference form (docs/workloads.md; made by passes::reparameterize):
+//                   with parameters ah, av, as, bias [R] (all four) it has one output
+//                   y = ah*yh + av*yv + as*ys + bias + x.
 //   Linear          y[.., o, ..] = bias[o] + sum_i weight[o, i] * x[.., i, ..] on the channel axis;
 //                   weight [O, I], bias [O] optional.
 //   BatchNorm       inference: (x - running_mean) / sqrt(running_var + eps) * weight + bias;
@@ -46,6 +49,14 @@
 //   Concat          along the channel axis; inputs equal except for the channel extent.
 //   Permute         y = x.permute(attrs.perm); NCHW <-> NHWC retag the layout, else Any.
 //   Flatten         [N, ...] -> [N, prod(...)] (NC).
+//   Reorder         y = x: the same logical values stored in another layout (TensorDesc::storage
+//                   of input and output differ); inserted by passes::assign_layouts.
+//
+// Epilogues (Attrs::epilogues, made by passes::fuse_epilogues): elementwise ops applied in order
+// to the result of a Conv2d / DwConv2d* / Linear / fused ShiftWise node before it is stored. Their
+// extra inputs are appended to Node::inputs, their parameters use the roles "e<i>.<role>" (i =
+// position in the list). A node with epilogues computes what the removed nodes computed; the
+// reference executor does not run epilogues (passes::lower_for_reference expands them again).
 #pragma once
 
 #include <cstdint>
@@ -66,9 +77,14 @@ class GraphError : public std::runtime_error {
     explicit GraphError(const std::string& msg) : std::runtime_error(msg) {}
 };
 
-enum class Layout { NCHW, NHWC, NC, Any };
+// Logical layouts: NCHW, NHWC, NC, Any. Blocked16 is a storage layout only (TensorDesc::storage,
+// never TensorDesc::layout): a logically NCHW [N,C,H,W] tensor stored as (N, ceil(C/16), H, W, 16)
+// ("NCHW16c", 16 consecutive channels of a pixel in one 64-byte vector, the last block zero-padded)
+// and a logically NC [N,C] tensor as (N, ceil(C/16), 16).
+enum class Layout { NCHW, NHWC, NC, Any, Blocked16 };
 const char* layout_name(Layout l);
-// Channel axis of a layout (NCHW 1, NHWC 3, NC 1); throws GraphError for Any.
+// Channel axis of a logical layout (NCHW 1, NHWC 3, NC 1); throws GraphError for Any and for the
+// storage layout Blocked16.
 int channel_axis(Layout l);
 
 struct TensorDesc {
@@ -76,6 +92,9 @@ struct TensorDesc {
     Shape shape;
     DType dtype = DType::F32;
     Layout layout = Layout::NCHW;
+    // How the tensor is stored, set by passes::assign_layouts: Any = not assigned (plain row-major
+    // in its logical layout), NCHW / NC = plain, Blocked16. Shape inference and validate ignore it.
+    Layout storage = Layout::Any;
 };
 
 enum class OpKind {
@@ -100,22 +119,43 @@ enum class OpKind {
     Concat,
     Permute,
     Flatten,
+    Reorder,
 };
 // "conv2d", "dwconv2d", "dwconv2d_multi", ..., "global_avg_pool"
 const char* op_name(OpKind op);
 // Inverse of op_name; throws GraphError listing the known names.
 OpKind op_from_name(const std::string& name);
 
+// One fused elementwise op (see the header comment).
+enum class EpilogueOp {
+    Relu,
+    Gelu,
+    Sigmoid,
+    Add,        // + Node::inputs[input] (same shape as the result: the residual)
+    Scale,      // * e<i>.weight[c] (layer scale)
+    BatchNorm,  // inference BN as a per-channel affine: roles e<i>.weight, .bias, .running_mean,
+                // .running_var (and .num_batches_tracked, kept so the key stays owned); eps
+};
+const char* epilogue_name(EpilogueOp op);
+
+struct Epilogue {
+    EpilogueOp op = EpilogueOp::Relu;
+    std::string name;  // the node it replaces (its output tensor is now the producer's output)
+    int input = -1;    // Add: index into Node::inputs of the other operand
+    double eps = 0;    // BatchNorm
+};
+
 struct Attrs {
-    int stride = 1;              // Conv2d and the depth-wise families
-    int dilation = 1;            // Conv2d, DwConv2d, DwConv2dSparse
-    int pad_h = 0, pad_w = 0;    // Conv2d only (depth-wise families are always "same")
-    int groups = 1;              // Conv2d
-    std::vector<int> dilations;  // DwConv2dMulti: one per branch
-    double eps = 0;              // BatchNorm (1e-5), LayerNorm, Grn (1e-6)
-    bool keepdims = false;       // GlobalAvgPool
-    int big_k = 0, small_k = 0;  // ShiftWise: K and k
-    std::vector<int> perm;       // Permute
+    int stride = 1;                   // Conv2d and the depth-wise families
+    int dilation = 1;                 // Conv2d, DwConv2d, DwConv2dSparse
+    int pad_h = 0, pad_w = 0;         // Conv2d only (depth-wise families are always "same")
+    int groups = 1;                   // Conv2d
+    std::vector<int> dilations;       // DwConv2dMulti: one per branch
+    double eps = 0;                   // BatchNorm (1e-5), LayerNorm, Grn (1e-6)
+    bool keepdims = false;            // GlobalAvgPool
+    int big_k = 0, small_k = 0;       // ShiftWise: K and k
+    std::vector<int> perm;            // Permute
+    std::vector<Epilogue> epilogues;  // fused elementwise ops, applied in order (see above)
 };
 
 struct Node {
@@ -125,7 +165,8 @@ struct Node {
     std::vector<int> outputs;  // tensor ids
     // Role -> key in Graph::params. Roles per op: "weight", "bias" (convs, Linear, LayerNorm,
     // BatchNorm), "weight0".. (DwConv2dMulti, ShiftWise), "running_mean", "running_var",
-    // "num_batches_tracked" (BatchNorm), "gamma", "beta" (Grn).
+    // "num_batches_tracked" (BatchNorm), "gamma", "beta" (Grn), "ah", "av", "as", "bias" (fused
+    // ShiftWise), "e<i>.<role>" (epilogue i).
     std::map<std::string, std::string> params;
     // Role -> key in Graph::constants: "mask" (DwConv2dSparse), "slot_h", "slot_v", "ident"
     // (ShiftWise), "index" (ChannelSelect).
