@@ -56,6 +56,7 @@
 #include "runtime/op_inputs.h"
 #include "runtime/op_runner.h"
 #include "runtime/reparam.h"
+#include "runtime/schedule_selection.h"
 #include "runtime/workload.h"
 
 namespace {
@@ -90,6 +91,8 @@ struct Options {
     int threads = 2;
     double peak_gflops = 0;
     std::string isa = "none";
+    std::vector<std::string> records;  // --records=FILE (repeatable)
+    bool no_records = false;           // --no-records: hand defaults only
 };
 Options g_opt;
 
@@ -1247,6 +1250,9 @@ void print_help() {
         "                        56x56 {7x7, 31x31, 7x7 d3} x 3 passes plus one workload per "
         "family\n"
         "  --csv=FILE            per-row results (default bench_dwconv2d.csv; --csv= disables)\n"
+        "  --records=FILE        tuning records the lkc kernels are chosen from (repeatable;\n"
+        "                        default: the built-in tables of schedules/tuned/ only)\n"
+        "  --no-records          hand-default kernels only (the detail column says which ran)\n"
         "  Google Benchmark defaults changed here: --benchmark_min_time=%g (timed seconds per\n"
         "  repetition per row), --benchmark_repetitions=%d (medians over repetitions reported)\n"
         "Rows: <impl>/<workload>[/d<density>]; select with --benchmark_filter=REGEX.\n"
@@ -1278,6 +1284,10 @@ bool parse_own_flags(int* argc, char** argv) {
             }
         } else if (const char* csv = value("--csv=")) {
             g_opt.csv = csv;
+        } else if (const char* rec = value("--records=")) {
+            g_opt.records.push_back(rec);
+        } else if (a == "--no-records") {
+            g_opt.no_records = true;
         } else {
             argv[out++] = argv[i];
         }
@@ -1380,6 +1390,21 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("lkc_fma_isa", g_opt.isa);
     benchmark::AddCustomContext("lkc_threads", std::to_string(g_opt.threads));
     benchmark::AddCustomContext("lkc_shapes", g_opt.shapes);
+
+    // Kernel choice: the built-in tuned tables plus --records files (never the user's own cache
+    // file implicitly: a benchmark says what it ran from).
+    if (g_opt.no_records) {
+        lkc::disable_schedules();
+    } else {
+        lkc::use_schedules(g_opt.records.empty() ? std::vector<std::string>{"none"} : g_opt.records);
+        for (const std::string& p : lkc::schedule_problems())
+            std::fprintf(stderr, "bench_dwconv2d: tuning records: skipped %s\n", p.c_str());
+        std::string src;
+        for (const std::string& s : lkc::schedule_sources()) src += (src.empty() ? "" : ", ") + s;
+        std::fprintf(stderr, "bench_dwconv2d: kernel choice from %s\n",
+                     src.empty() ? "hand defaults (no tuned tables)" : src.c_str());
+    }
+    benchmark::AddCustomContext("lkc_records", g_opt.no_records ? "none" : "tables");
 
     std::vector<lkc::Workload> grid;
     if (run_dense_grid()) {
