@@ -1,5 +1,9 @@
 #include "graph/passes/pipeline.h"
 
+#include <map>
+#include <utility>
+#include <vector>
+
 namespace lkc {
 namespace graph {
 namespace passes {
@@ -55,6 +59,75 @@ DeployOptions official_deploy_options(const std::string& family) {
                          "', expected replknet, unireplknet or shiftwise");
     }
     return o;
+}
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix, std::string* head) {
+    if (s.size() < suffix.size() || s.compare(s.size() - suffix.size(), suffix.size(), suffix)) {
+        return false;
+    }
+    *head = s.substr(0, s.size() - suffix.size());
+    return true;
+}
+
+// The official deploy key for a derived key, or "" when it has none.
+std::string official_key(const std::string& family, const std::string& key) {
+    static const std::vector<std::pair<std::string, std::string>> replknet = {
+        {".large_kernel.reparam.weight", ".large_kernel.lkb_reparam.weight"},
+        {".large_kernel.reparam.bias", ".large_kernel.lkb_reparam.bias"}};
+    static const std::vector<std::pair<std::string, std::string>> unireplknet = {
+        {".dwconv.reparam+norm.weight", ".dwconv.lk_origin.weight"},
+        {".dwconv.reparam+norm.bias", ".dwconv.lk_origin.bias"},
+        {".dwconv+norm.weight", ".dwconv.weight"},
+        {".dwconv+norm.bias", ".dwconv.bias"},
+        {".pwconv2.0+2+act.1.beta+gamma.weight", ".pwconv2.0.weight"},
+        {".pwconv2.0+2+act.1.beta+gamma.bias", ".pwconv2.0.bias"}};
+    static const std::vector<std::pair<std::string, std::string>> shiftwise = {
+        {".large_kernel.loras.weight", ".large_kernel.LoRA.weight"}};
+    const auto& rules = family == "replknet"      ? replknet
+                        : family == "unireplknet" ? unireplknet
+                                                  : shiftwise;
+    std::string head;
+    for (const auto& r : rules) {
+        if (ends_with(key, r.first, &head)) return head + r.second;
+    }
+    return "";
+}
+
+}  // namespace
+
+Graph official_deploy_keys(const Graph& in, const std::string& family) {
+    if (family != "replknet" && family != "unireplknet" && family != "shiftwise") {
+        throw GraphError("official_deploy_keys: family '" + family +
+                         "' has no official deploy form (expected replknet, unireplknet or "
+                         "shiftwise)");
+    }
+    Graph g = in;
+    std::map<std::string, std::string> rename;
+    for (const auto& kv : g.params) {
+        const std::string k = official_key(family, kv.first);
+        if (k.empty()) continue;
+        if (g.params.count(k)) {
+            throw GraphError("official_deploy_keys: '" + kv.first + "' would become '" + k +
+                             "', which the graph already has");
+        }
+        rename[kv.first] = k;
+    }
+    std::map<std::string, Param> params;
+    for (auto& kv : g.params) {
+        auto r = rename.find(kv.first);
+        params[r == rename.end() ? kv.first : r->second] = kv.second;
+    }
+    g.params = std::move(params);
+    for (Node& n : g.nodes) {
+        for (auto& kv : n.params) {
+            auto r = rename.find(kv.second);
+            if (r != rename.end()) kv.second = r->second;
+        }
+    }
+    validate(g);
+    return g;
 }
 
 }  // namespace passes

@@ -35,6 +35,19 @@ struct DeployOptions {
 // Block.reparameterize() (the two paths summed, nothing else). "slak" has none: GraphError.
 [[nodiscard]] DeployOptions official_deploy_options(const std::string& family);
 
+// Purpose: renames the derived parameters of deploy(train, official_deploy_options(family)) to
+// the keys of the family's official deploy checkpoint, so state_dict() of the result loads into
+// the official deploy-form model (build_model(..., deploy = true)):
+//   replknet     <lk>.reparam.{weight,bias}                -> <lk>.lkb_reparam.*
+//   unireplknet  <m>.dwconv.reparam+norm.*                  -> <m>.dwconv.lk_origin.*
+//                <m>.dwconv+norm.*                          -> <m>.dwconv.*
+//                <m>.pwconv2.0+2+act.1.beta+gamma.*         -> <m>.pwconv2.0.*
+//   shiftwise    <lk>.loras.weight                          -> <lk>.LoRA.weight
+// The renamed keys are official deploy names whose meaning is the folded one (as in the official
+// deploy checkpoints). Ordering: last, on the result of official_deploy_options; other derived
+// keys are left as they are.
+[[nodiscard]] Graph official_deploy_keys(const Graph& g, const std::string& family);
+
 }  // namespace passes
 }  // namespace graph
 }  // namespace lkc

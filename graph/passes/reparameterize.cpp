@@ -465,7 +465,8 @@ void fuse_shiftwise(Graph& g, const ReparamOptions& o, std::set<std::string>& cr
                 adds.push_back(a);
                 for (int t : g.nodes[size_t(a)].inputs) {
                     const int p = u.producer[size_t(t)];
-                    if (p >= 0 && g.nodes[size_t(p)].op == OpKind::Add && u.sole_consumer(t) == a) {
+                    if (p >= 0 && g.nodes[size_t(p)].op == OpKind::Add &&
+                        g.nodes[size_t(p)].attrs.epilogues.empty() && u.sole_consumer(t) == a) {
                         walk(p);
                     } else {
                         leaves.push_back(t);

@@ -760,6 +760,10 @@ TEST_P(OfficialCounts, PassesGiveTheOfficialDeployParameterSet) {
     EXPECT_EQ(c.buffer_tensors, want.buffer_tensors);
     EXPECT_EQ(sorted_shapes(d, false), sorted_shapes(official, false));
     EXPECT_EQ(total_cost(d).macs, total_cost(official).macs);
+    // Under the official deploy keys: the very key set of official_param_names.md section 6.
+    Graph k = passes::official_deploy_keys(d, model_info(model).family);
+    EXPECT_EQ(state_dict_names_sha256(k), state_dict_names_sha256(official));
+    EXPECT_EQ(state_dict_shapes_sha256(k), state_dict_shapes_sha256(official));
     // The full pipeline (every BN, fused forms) for the record.
     Graph full = passes::deploy(train);
     std::cout << model << ": train " << count_params(train).parameters << ", official deploy "
@@ -814,6 +818,15 @@ TEST(PassesOfficial, TinyModelsMatchTheDeployBuildersCountsAndValues) {
         Tensor x = random_f32({2, 3, 32, 32}, 6);
         const std::vector<double> a = values(run_reference(train, {{"x", x}}).outputs.at("head"));
         EXPECT_LT(rel_err(a, run(d, x)), 1e-4) << m;
+        // With the official keys, the passes' weights load into the official deploy-form model
+        // (same key set and shapes) and it computes the train form's logits.
+        Graph k = passes::official_deploy_keys(d, model_info(m).family);
+        EXPECT_EQ(state_dict_names_sha256(k), state_dict_names_sha256(official)) << m;
+        EXPECT_EQ(state_dict_shapes_sha256(k), state_dict_shapes_sha256(official)) << m;
+        load_state_dict(official, state_dict(k), "passes");
+        const std::vector<double> b =
+            values(run_reference(official, {{"x", x}}).outputs.at("head"));
+        EXPECT_LT(rel_err(a, b), 1e-4) << m;
     }
     EXPECT_THROW((void)passes::official_deploy_options("slak"), GraphError);
 }
