@@ -61,6 +61,17 @@ endforeach ()
 lkc_add_kernel(NAME dwconv2d_sparse_wgrad_gpu GENERATOR dwconv2d_sparse_wgrad
                PARAMS tile=32 chunk=32 stage=false FAMILIES opencl cuda)
 
+# Whole-network ops on blocked activations (generators/ops_*_generators.cpp, runtime/ops.h).
+# GEMM (1x1 conv / Linear): t7c3 = 7 output pixels x 3 output blocks in registers (map widths
+# that are multiples of 7); t1c8 = one pixel x 8 blocks for [N, F] tensors and W < 4, where a
+# 7-pixel tile would recompute its clamped pixels. runtime/ops.cpp picks by estimated work.
+lkc_add_kernel(NAME ops_gemm_t7c3 GENERATOR ops_gemm PARAMS tile=7 cob=3)
+lkc_add_kernel(NAME ops_gemm_t1c8 GENERATOR ops_gemm PARAMS tile=1 cob=8 FAMILIES cpu)
+lkc_add_kernel(NAME ops_conv2d GENERATOR ops_conv2d PARAMS tile=7 cob=3)
+foreach (op IN ITEMS affine unary binary select concat layernorm softmax grn avgpool)
+    lkc_add_kernel(NAME ops_${op} GENERATOR ops_${op})
+endforeach ()
+
 # Tuned variants: every schedule a distilled table in schedules/tuned/ names (written by
 # `lkc tune distill`) that is not one of the variants above is built for that table's family, so
 # the registry can run it (runtime/schedule_selection.cpp matches tables to variants by schedule).

@@ -28,6 +28,17 @@ KernelKind kind_of(const std::string& gen) {
     if (gen == "dwconv2d_taps_wgrad") return KernelKind::TapsWgrad;
     if (gen == "dwconv2d_sparse_fwd") return KernelKind::SparseFwd;
     if (gen == "dwconv2d_sparse_wgrad") return KernelKind::SparseWgrad;
+    if (gen == "ops_gemm") return KernelKind::OpsGemm;
+    if (gen == "ops_conv2d") return KernelKind::OpsConv2d;
+    if (gen == "ops_affine") return KernelKind::OpsAffine;
+    if (gen == "ops_unary") return KernelKind::OpsUnary;
+    if (gen == "ops_binary") return KernelKind::OpsBinary;
+    if (gen == "ops_select") return KernelKind::OpsSelect;
+    if (gen == "ops_concat") return KernelKind::OpsConcat;
+    if (gen == "ops_layernorm") return KernelKind::OpsLayerNorm;
+    if (gen == "ops_softmax") return KernelKind::OpsSoftmax;
+    if (gen == "ops_grn") return KernelKind::OpsGrn;
+    if (gen == "ops_avgpool") return KernelKind::OpsAvgPool;
     throw std::logic_error("registry: unknown generator " + gen);
 }
 
@@ -144,6 +155,8 @@ double estimated_cost(const KernelInfo& k, const Workload& w) {
         case KernelKind::SparseFwd:
         case KernelKind::SparseWgrad:
             return sparse_estimated_cost(k, w);  // runtime/dwconv2d_sparse.cpp
+        default:
+            return 1e30;  // whole-network ops (runtime/ops.cpp chooses them), never a workload's
     }
     // Kernel rows that land inside the image, averaged over output rows (every variant trims
     // the others exactly).

@@ -23,6 +23,18 @@ enum class KernelKind {
     TapsWgrad,    // dwconv2d_taps_wgrad: multi-branch and shift-wise bwd_weight
     SparseFwd,    // dwconv2d_sparse_fwd: per-channel tap lists, fwd / bwd_data
     SparseWgrad,  // dwconv2d_sparse_wgrad: per-channel tap lists, bwd_weight
+    // Whole-network ops (runtime/ops.h); never selected for depth-wise workloads.
+    OpsGemm,       // ops_gemm: 1x1 conv / Linear with fused epilogues
+    OpsConv2d,     // ops_conv2d: dense / grouped k x k conv
+    OpsAffine,     // ops_affine: per-channel scale + shift (BatchNorm, layer scale)
+    OpsUnary,      // ops_unary: ReLU, GELU, sigmoid
+    OpsBinary,     // ops_binary: add, multiply with broadcasting
+    OpsSelect,     // ops_select: channel gather by index table
+    OpsConcat,     // ops_concat: channel concat
+    OpsLayerNorm,  // ops_layernorm: LayerNorm over channels
+    OpsSoftmax,    // ops_softmax: softmax over channels
+    OpsGrn,        // ops_grn: global response normalisation
+    OpsAvgPool,    // ops_avgpool: global average pool
 };
 
 struct KernelInfo {
