@@ -36,9 +36,13 @@ Schedule schedule_of(const Candidate& c) { return Schedule{c.generator, c.params
 
 struct Outcome {
     std::string status;
-    double median_ms = 0;
+    double median_ms = 0;  // as measured
+    // What the search compares: the median scaled by the hand default's time measured in the same
+    // worker (paired), times the default's own median; robust to the VM's slow phases.
+    double score_ms = 0;
     std::vector<double> times_ms;
     double compile_s = 0;
+    double paired_default_ms = 0;  // the default's median in the same worker (0: not paired)
     int trial = 0;
 };
 
@@ -106,7 +110,8 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
         for (const TuningRecord& r : load_records(o.records).records) {
             if (r.workload != wl || r.device_id != dev.id || r.lkc_version != lkc_version())
                 continue;
-            if (r.tuner.value("strategy", "") == "final") continue;
+            const std::string st = r.tuner.value("strategy", "");
+            if (st == "final" || st == "chosen") continue;  // decisions, not trials
             prior[schedule_key(r.schedule)] = r;
         }
     }
@@ -115,6 +120,8 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
     std::map<std::string, Outcome> done;  // by candidate name
     double charged = 0;
     int trial = 0;
+    double def_ref_ms = 0;  // the hand default's median (trial 0)
+    std::string def_lib;    // its library ("" when compiled in)
     const double hard_stop = t_start + 2 * o.budget_s + 120;
 
     auto record = [&](const Candidate& c, const Outcome& out, const std::string& strategy,
@@ -138,6 +145,7 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
                    {"strategy", strategy},
                    {"budget_s", o.budget_s},
                    {"search", o.strategy}};
+        if (out.paired_default_ms > 0) r.tuner["paired_default_ms"] = out.paired_default_ms;
         append_record(o.records, r);
     };
 
@@ -146,9 +154,9 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
         double bm = 0;
         for (const auto& [name, out] : done) {
             if (out.status != "ok") continue;
-            if (!b || out.median_ms < bm) {
+            if (!b || out.score_ms < bm) {
                 b = &all[index.at(name)];
-                bm = out.median_ms;
+                bm = out.score_ms;
             }
         }
         return b;
@@ -166,6 +174,10 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
             out.median_ms = out.status == "ok" ? p->second.median_ms : 0;
             out.times_ms = p->second.times_ms;
             out.compile_s = p->second.compile_s;
+            out.paired_default_ms = p->second.tuner.value("paired_default_ms", 0.0);
+            out.score_ms = out.paired_default_ms > 0 && def_ref_ms > 0
+                               ? out.median_ms / out.paired_default_ms * def_ref_ms
+                               : out.median_ms;
             double t = 0;
             for (double x : out.times_ms) t += x;
             charged += out.compile_s + t / 1000.0 + 0.3;
@@ -179,21 +191,40 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
             if (!cr.ok) {
                 out.status = "compile_error";
                 error = cr.error;
-            } else {
+            } else if (def_ref_ms <= 0 || c.name == res.hand_default.name) {
                 const Measurement m = measure_candidate(w, d, c, cr.library, o.measure);
                 charged += m.wall_s;
                 out.status = m.status;
-                out.median_ms = m.median_ms;
+                out.median_ms = out.score_ms = m.median_ms;
                 out.times_ms = m.times_ms;
                 error = m.error;
+            } else {
+                // Paired with the hand default in one worker, runs interleaved.
+                const std::vector<Measurement> ms = measure_interleaved(
+                    w, d, {res.hand_default, c}, {def_lib, cr.library}, o.measure);
+                charged += ms[1].wall_s;
+                out.status = ms[1].status;
+                out.median_ms = ms[1].median_ms;
+                out.times_ms = ms[1].times_ms;
+                error = ms[1].error;
+                if (ms[0].status == "ok" && ms[0].median_ms > 0 && out.status == "ok") {
+                    out.paired_default_ms = ms[0].median_ms;
+                    out.score_ms = out.median_ms / ms[0].median_ms * def_ref_ms;
+                } else {
+                    out.score_ms = out.median_ms;
+                }
             }
             record(c, out, strategy, error);
         }
         if (out.status != "ok") ++res.failures;
+        if (c.name == res.hand_default.name && out.status == "ok") {
+            def_ref_ms = out.median_ms;
+            if (!reused) def_lib = compile_candidate(c, d, dev.id).library;
+        }
         done[c.name] = out;
         ++res.trials;
         const Candidate* b = best_ok();
-        const double best = b ? done[b->name].median_ms : 0;
+        const double best = b ? done[b->name].score_ms : 0;
         res.log.push_back(
             {out.trial, c.name, strategy, out.status, out.median_ms, best, charged, reused});
         const auto def = done.find(res.hand_default.name);
@@ -201,7 +232,7 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
                            (b ? fmt_ms(best) + " ms" : std::string("-"));
         if (b && def != done.end() && def->second.status == "ok") {
             char sp[32];
-            std::snprintf(sp, sizeof(sp), " (%.2fx vs default)", def->second.median_ms / best);
+            std::snprintf(sp, sizeof(sp), " (%.2fx vs default)", def->second.score_ms / best);
             line += sp;
         }
         char el[64];
@@ -223,13 +254,13 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
         for (const auto& [name, out] : done) {
             const Candidate& m = all[index.at(name)];
             if (out.status == "ok" && m.generator == c.generator && m.model_cost > 0)
-                ratios.push_back(out.median_ms / m.model_cost);
+                ratios.push_back(out.score_ms / m.model_cost);
         }
         if (ratios.empty()) {
             for (const auto& [name, out] : done) {
                 const Candidate& m = all[index.at(name)];
                 if (out.status == "ok" && m.model_cost > 0)
-                    ratios.push_back(out.median_ms / m.model_cost);
+                    ratios.push_back(out.score_ms / m.model_cost);
             }
         }
         if (ratios.empty()) return c.model_cost;
@@ -263,7 +294,7 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
         } else {
             std::vector<std::pair<double, std::string>> top;
             for (const auto& [name, out] : done)
-                if (out.status == "ok") top.push_back({out.median_ms, name});
+                if (out.status == "ok") top.push_back({out.score_ms, name});
             std::sort(top.begin(), top.end());
             if (top.size() > 3) top.resize(3);
             std::vector<size_t> nb;
@@ -295,7 +326,7 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
     // 4. Final interleaved comparison of the best three (within 10 %), and the default.
     std::vector<std::pair<double, std::string>> top;
     for (const auto& [name, out] : done)
-        if (out.status == "ok") top.push_back({out.median_ms, name});
+        if (out.status == "ok") top.push_back({out.score_ms, name});
     std::sort(top.begin(), top.end());
     if (top.empty()) {
         res.best = res.hand_default;
@@ -336,7 +367,7 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
         }
         auto time_of = [&](const std::string& n) {
             auto it = final_ms.find(n);
-            return it != final_ms.end() ? it->second : done[n].median_ms;
+            return it != final_ms.end() ? it->second : done[n].score_ms;
         };
         // The fastest wins; within 2 % of it the earliest trial (deterministic under noise), and
         // the hand default stays the choice unless something is more than 2 % faster.
@@ -349,6 +380,9 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
         if (def_ok && time_of(res.hand_default.name) <= fastest * 1.02) win = res.hand_default.name;
         res.best = all[index.at(win)];
         res.best_ms = time_of(win);
+        Outcome chosen = done[win];
+        chosen.median_ms = res.best_ms;
+        record(res.best, chosen, "chosen", "");
         res.default_ms = def_ok ? time_of(res.hand_default.name) : 0;
     }
     res.charged_s = charged;

@@ -618,6 +618,9 @@ RecordsLoad load_records(const std::string& path) {
 
 std::vector<TuningRecord> best_records(const std::vector<TuningRecord>& records) {
     std::map<std::pair<std::string, std::string>, size_t> best;  // (device, workload) -> index
+    auto chosen = [&](size_t i) {
+        return records[i].tuner.is_object() && records[i].tuner.value("strategy", "") == "chosen";
+    };
     for (size_t i = 0; i < records.size(); ++i) {
         const TuningRecord& r = records[i];
         if (r.status != "ok" || !std::isfinite(r.median_ms)) continue;
@@ -625,7 +628,9 @@ std::vector<TuningRecord> best_records(const std::vector<TuningRecord>& records)
         auto it = best.find(key);
         if (it == best.end()) {
             best.emplace(key, i);
-        } else if (r.median_ms < records[it->second].median_ms) {
+        } else if (chosen(i)) {
+            it->second = i;  // the tuner's decision: the latest one stands
+        } else if (!chosen(it->second) && r.median_ms < records[it->second].median_ms) {
             it->second = i;
         }
     }

@@ -112,8 +112,9 @@ struct RecordsLoad {
 // permission, I/O error).
 RecordsLoad load_records(const std::string& path);
 
-// For each (workload, device_id): the ok record with the least median_ms (ties: the earliest),
-// sorted by (device_id, workload).
+// For each (workload, device_id): the latest ok record with tuner.strategy "chosen" (the tuner's
+// decision after its final interleaved comparison), else the ok record with the least median_ms
+// (ties: the earliest); sorted by (device_id, workload).
 std::vector<TuningRecord> best_records(const std::vector<TuningRecord>& records);
 
 // The distinct device ids of `records`, sorted.

@@ -273,23 +273,36 @@ TEST_F(TuneFiles, ShortCpuRunRecordsResumesAndIsUsed) {
     Result r = lkc(args);
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find(wl), std::string::npos) << r.out;
+    // One record per trial plus the tuner's decision ("chosen").
+    auto trials_of = [](const std::vector<TuningRecord>& rs, bool chosen) {
+        std::vector<TuningRecord> v;
+        for (const TuningRecord& t : rs)
+            if ((t.tuner.value("strategy", "") == "chosen") == chosen) v.push_back(t);
+        return v;
+    };
     RecordsLoad l = load_records(recs);
     EXPECT_TRUE(l.problems.empty());
-    ASSERT_EQ(l.records.size(), 9u) << r.err;
+    const auto trials = trials_of(l.records, false);
+    ASSERT_EQ(trials.size(), 9u) << r.err;
+    EXPECT_EQ(trials_of(l.records, true).size(), 1u);
     int compiled = 0;
-    for (const TuningRecord& t : l.records) {
+    for (const TuningRecord& t : trials) {
         EXPECT_EQ(t.status, "ok") << t.kernel << ": " << t.error;
         EXPECT_EQ(t.lkc_version, lkc_version());
         EXPECT_EQ(t.workload, wl);
         compiled += t.kernel.find("__") != std::string::npos;
     }
-    EXPECT_EQ(l.records[0].tuner.value("strategy", ""), "default");
+    EXPECT_EQ(trials[0].tuner.value("strategy", ""), "default");
+    // Paired trials carry the hand default's time measured alongside.
+    EXPECT_GT(trials[1].tuner.value("paired_default_ms", 0.0), 0.0);
 
-    // Resume: same seed and budget, nothing measured again.
+    // Resume: same seed and budget, nothing measured again (one more decision record).
     r = lkc(args);
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.err.find("9 from records"), std::string::npos) << r.err;
-    EXPECT_EQ(load_records(recs).records.size(), 9u);
+    l = load_records(recs);
+    EXPECT_EQ(trials_of(l.records, false).size(), 9u);
+    EXPECT_EQ(trials_of(l.records, true).size(), 2u);
     EXPECT_GE(compiled, 1);
 
     // lkc op picks the recorded best and reproduces the reference.
@@ -324,7 +337,7 @@ TEST_F(TuneFiles, ShortCpuRunRecordsResumesAndIsUsed) {
         read_distilled(distilled_table_path(path("tuned"), cpu_device_info().id));
     ASSERT_EQ(t.entries.size(), 1u);
     EXPECT_EQ(t.entries[0].workload, wl);
-    EXPECT_EQ(t.entries[0].trials, 9);
+    EXPECT_EQ(t.entries[0].trials, 11);
 }
 
 TEST_F(TuneFiles, ShortOpenClRunOnPocl) {
@@ -339,7 +352,7 @@ TEST_F(TuneFiles, ShortOpenClRunOnPocl) {
                    " --device opencl --budget 300 --max-trials 2 --no-final --records " + recs);
     ASSERT_EQ(r.code, 0) << r.err;
     const RecordsLoad l = load_records(recs);
-    ASSERT_EQ(l.records.size(), 2u);
+    ASSERT_EQ(l.records.size(), 3u);  // two trials and the decision
     for (const TuningRecord& t : l.records) {
         EXPECT_EQ(t.status, "ok") << t.kernel << ": " << t.error;
         EXPECT_EQ(t.device_id.rfind("opencl/", 0), 0u) << t.device_id;
