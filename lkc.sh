@@ -17,7 +17,7 @@ jobs="${LKC_JOBS:-$(nproc)}"
 # Debian packages (see docs/dependencies.md for why each is here).
 apt_packages=(
     g++ git python3 python3-pip
-    libdnnl-dev nlohmann-json3-dev libcli11-dev
+    libdnnl-dev nlohmann-json3-dev libcli11-dev libpng-dev
     libgtest-dev libgmock-dev libbenchmark-dev
     pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clinfo
     clang libclang-rt-14-dev

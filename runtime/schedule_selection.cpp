@@ -76,6 +76,7 @@ Selection select_tuned(const Workload& w, Device d,
     sel.how = m->kind == MatchKind::Exact ? "tuned (exact)"
                                           : "tuned (nearest: " + m->recorded_workload + ")";
     sel.source = m->source;
+    if (m->kind == MatchKind::Exact) sel.tuned_ms = m->median_ms;
     return sel;
 }
 
