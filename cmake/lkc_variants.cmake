@@ -62,12 +62,18 @@ lkc_add_kernel(NAME dwconv2d_sparse_wgrad_gpu GENERATOR dwconv2d_sparse_wgrad
                PARAMS tile=32 chunk=32 stage=false FAMILIES opencl cuda)
 
 # Whole-network ops on blocked activations (generators/ops_*_generators.cpp, runtime/ops.h).
-# GEMM (1x1 conv / Linear): t7c3 = 7 output pixels x 3 output blocks in registers (map widths
-# that are multiples of 7); t1c8 = one pixel x 8 blocks for [N, F] tensors and W < 4, where a
-# 7-pixel tile would recompute its clamped pixels. runtime/ops.cpp picks by estimated work.
-lkc_add_kernel(NAME ops_gemm_t7c3 GENERATOR ops_gemm PARAMS tile=7 cob=3)
+# GEMM (1x1 conv / Linear): t7c2 = 7 output pixels x 2 output blocks in registers (map widths
+# are multiples of 7; 14 accumulators measured faster than 21 or 24, docs/ops.md); _ci = the
+# output-block tiles loop inside the pixel tiles (large maps with small weights, e.g. 56x56
+# 512 -> 128); t1c8 = one pixel x 8 blocks for [N, F] tensors and W < 4, where a 7-pixel tile
+# would recompute its clamped pixels. runtime/ops.cpp picks. Dense conv: 7 x 3 tile; _l4 reduces
+# 4 input lanes instead of 16 (stems on the 3-channel image).
+lkc_add_kernel(NAME ops_gemm_t7c2 GENERATOR ops_gemm PARAMS tile=7 cob=2)
+lkc_add_kernel(NAME ops_gemm_t7c2_ci GENERATOR ops_gemm
+               PARAMS tile=7 cob=2 rows_per_task=2 co_inner=true FAMILIES cpu)
 lkc_add_kernel(NAME ops_gemm_t1c8 GENERATOR ops_gemm PARAMS tile=1 cob=8 FAMILIES cpu)
 lkc_add_kernel(NAME ops_conv2d GENERATOR ops_conv2d PARAMS tile=7 cob=3)
+lkc_add_kernel(NAME ops_conv2d_l4 GENERATOR ops_conv2d PARAMS tile=7 cob=2 lanes=4 FAMILIES cpu)
 foreach (op IN ITEMS affine unary binary select concat layernorm softmax grn avgpool)
     lkc_add_kernel(NAME ops_${op} GENERATOR ops_${op})
 endforeach ()

@@ -24,9 +24,32 @@ constexpr int kActNone = 0;
 constexpr int kActRelu = 1;
 constexpr int kActGelu = 2;
 
-// GELU, erf form: 0.5 v (1 + erf(v / sqrt 2)). Halide's erf is a vectorisable polynomial accurate
-// to the last three mantissa bits (fp32 only).
-inline Expr gelu(const Expr& v) { return 0.5f * v * (1.0f + erf(v * 0.70710678118654752f)); }
+// erf for fp32 as a rational function (the odd / even polynomial pair Eigen and XLA use): 12
+// FMAs and one division, max abs error 4.2e-7 on [-4, 4] (|erf| rounds to 1 beyond).
+inline Expr erf_rational(const Expr& a) {
+    Expr x = clamp(a, -4.0f, 4.0f);
+    Expr x2 = x * x;
+    Expr p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
+    p = x2 * p + -2.10102402082508e-06f;
+    p = x2 * p + -5.69250639462346e-05f;
+    p = x2 * p + -7.34990630326855e-04f;
+    p = x2 * p + -2.95459980854025e-03f;
+    p = x2 * p + -1.60960333262415e-02f;
+    Expr q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
+    q = x2 * q + -1.68282697438203e-03f;
+    q = x2 * q + -7.37332916720468e-03f;
+    q = x2 * q + -1.42647390514189e-02f;
+    return x * p / q;
+}
+
+// GELU, erf form: 0.5 v (1 + erf(v / sqrt 2)).
+inline Expr gelu(const Expr& v) {
+#ifdef LKC_GELU_HALIDE_ERF
+    return 0.5f * v * (1.0f + erf(v * 0.70710678118654752f));
+#else
+    return 0.5f * v * (1.0f + erf_rational(v * 0.70710678118654752f));
+#endif
+}
 inline Expr sigmoid(const Expr& v) { return 1.0f / (1.0f + exp(-v)); }
 
 // act(v) for a run-time code (the schedules specialise on the code, so in each specialisation

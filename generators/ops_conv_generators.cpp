@@ -22,8 +22,10 @@
 namespace lkc::gen::ops {
 namespace {
 
-sched::GemmParams conv_params(const Target& t, int tile, int cob, int rows, int gpu_tiles) {
+sched::GemmParams conv_params(const Target& t, int tile, int cob, int rows, int gpu_tiles,
+                              int lanes) {
     sched::GemmParams p;
+    p.lanes = lanes;
     p.tile = tile;
     p.cob = cob;
     p.rows_per_task = rows;
@@ -42,6 +44,10 @@ class OpsConv2d : public Generator<OpsConv2d> {
     GeneratorParam<int> cob{"cob", 3, 1, 8};     // output blocks per register tile
     GeneratorParam<int> rows_per_task{"rows_per_task", 4, 1, 64};  // CPU task height
     GeneratorParam<int> gpu_tiles{"gpu_tiles", 8, 1, 64};          // GPU: tiles along x per block
+    // Input lanes reduced per input block: 16, or fewer for inputs with at most that many
+    // channels (the 3-channel image: 4 lanes instead of 16 skips 12 zero lanes of work and of
+    // the staged copy). The runner uses a variant with lanes < 16 only when Ci <= lanes.
+    GeneratorParam<int> lanes{"lanes", 16, 1, 16};
 
     Input<Buffer<float, 5>> input{"input"};    // x, blocked (16, W, H, ceil(Ci/16), N)
     Input<Buffer<float, 6>> weight{"weight"};  // packed (16, 16, kw, kh, K/16, ceil(Co/16))
@@ -56,7 +62,8 @@ class OpsConv2d : public Generator<OpsConv2d> {
     Output<Buffer<float, 5>> output{"output"};  // y, blocked (16, OW, OH, ceil(Co/16), N)
 
     void generate() {
-        const sched::GemmParams p = conv_params(get_target(), tile, cob, rows_per_task, gpu_tiles);
+        const sched::GemmParams p =
+            conv_params(get_target(), tile, cob, rows_per_task, gpu_tiles, lanes);
         const int T = p.tile, CJ = p.cob;
         Var ci("ci"), t("t"), xt("xt"), cj("cj"), cbt("cbt"), x("x"), y("y"), cb("cb"), n("n");
         Expr OW = output.dim(1).extent();
@@ -77,7 +84,7 @@ class OpsConv2d : public Generator<OpsConv2d> {
 
         Expr px = min(xt * T + t, OW - 1);
         Expr ob = min(cbt * CJ + cj, COB - 1);
-        RDom r(0, kLanes, 0, KW, 0, KH, 0, KB, "r");  // (input lane, v, u, input block)
+        RDom r(0, lanes, 0, KW, 0, KH, 0, KB, "r");  // (input lane, v, u, input block)
         Expr ix = px * stride + r.y * dilation - pad_w;
         Expr iy = y * stride + r.z * dilation - pad_h;
         // kbase + KB <= ceil(Ci/16) is checked by the runner (promised, not clamped: no clamp in

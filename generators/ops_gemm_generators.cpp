@@ -20,8 +20,10 @@ namespace {
 
 // The register tile is sized for 32 zmm (AVX-512). With AVX2 (16 ymm) a 16-lane vector takes 2
 // registers, with SSE 4: shrink the tile so it still fits.
-sched::GemmParams gemm_params(const Target& t, int tile, int cob, int rows, int gpu_tiles) {
+sched::GemmParams gemm_params(const Target& t, int tile, int cob, int rows, int gpu_tiles,
+                              bool co_inner) {
     sched::GemmParams p;
+    p.co_inner = co_inner;
     p.tile = tile;
     p.cob = cob;
     p.rows_per_task = rows;
@@ -37,9 +39,11 @@ sched::GemmParams gemm_params(const Target& t, int tile, int cob, int rows, int 
 class OpsGemm : public Generator<OpsGemm> {
   public:
     GeneratorParam<int> tile{"tile", 7, 1, 16};  // output pixels per register tile
-    GeneratorParam<int> cob{"cob", 3, 1, 8};     // output blocks per register tile
+    GeneratorParam<int> cob{"cob", 2, 1, 8};     // output blocks per register tile
     GeneratorParam<int> rows_per_task{"rows_per_task", 8, 1, 64};  // CPU task height
     GeneratorParam<int> gpu_tiles{"gpu_tiles", 8, 1, 64};          // GPU: tiles along x per block
+    // CPU loop order: output-block tiles inside the pixel tiles (see GemmParams::co_inner).
+    GeneratorParam<bool> co_inner{"co_inner", false};
 
     Input<Buffer<float, 5>> input{"input"};        // x, blocked (16, W, H, ceil(Ci/16), N)
     Input<Buffer<float, 3>> weight{"weight"};      // packed (16, 16*ceil(Ci/16), ceil(Co/16))
@@ -51,7 +55,8 @@ class OpsGemm : public Generator<OpsGemm> {
     Output<Buffer<float, 5>> output{"output"};  // y, blocked (16, W, H, ceil(Co/16), N)
 
     void generate() {
-        const sched::GemmParams p = gemm_params(get_target(), tile, cob, rows_per_task, gpu_tiles);
+        const sched::GemmParams p =
+            gemm_params(get_target(), tile, cob, rows_per_task, gpu_tiles, co_inner);
         const int T = p.tile, CJ = p.cob;
         Var ci("ci"), t("t"), xt("xt"), cj("cj"), cbt("cbt"), x("x"), y("y"), cb("cb"), n("n");
         Expr W = input.dim(1).extent();

@@ -32,19 +32,23 @@ class OpsLayerNorm : public Generator<OpsLayerNorm> {
         Expr inv_c = 1.0f / cast<float>(channels);
         Expr real = channel_of(ci, cb) < channels;
 
-        Func s1("s1"), total1("total1"), s2("s2"), total2("total2"), d("d");
+        Func s1("s1"), total1("total1"), s2("s2"), total2("total2"), d("d"), mean("mean"),
+            rstd("rstd");
         s1(ci, x, y, n) = 0.0f;
         s1(ci, x, y, n) += input(ci, x, y, rb, n);
         total1(x, y, n) = 0.0f;
         total1(x, y, n) += s1(rl, x, y, n);
-        Expr mean = total1(x, y, n) * inv_c;
-        d(ci, x, y, cb, n) = select(real, input(ci, x, y, cb, n) - mean, 0.0f);
+        mean(x, y, n) = total1(x, y, n) * inv_c;
+        d(ci, x, y, cb, n) = select(real, input(ci, x, y, cb, n) - mean(x, y, n), 0.0f);
         s2(ci, x, y, n) = 0.0f;
         s2(ci, x, y, n) += d(ci, x, y, rb, n) * d(ci, x, y, rb, n);
         total2(x, y, n) = 0.0f;
         total2(x, y, n) += s2(rl, x, y, n);
-        Expr rstd = 1.0f / sqrt(total2(x, y, n) * inv_c + eps);
-        output(ci, x, y, cb, n) = d(ci, x, y, cb, n) * rstd * weight(ci, cb) + bias(ci, cb);
+        // Once per pixel, not per channel block (a sqrt and a division per vector cost more
+        // than the rest of the op).
+        rstd(x, y, n) = 1.0f / sqrt(total2(x, y, n) * inv_c + eps);
+        output(ci, x, y, cb, n) =
+            d(ci, x, y, cb, n) * rstd(x, y, n) * weight(ci, cb) + bias(ci, cb);
 
         constrain_blocked(input);
         constrain_blocked(output);
@@ -61,6 +65,7 @@ class OpsLayerNorm : public Generator<OpsLayerNorm> {
         s.output = output;
         s.lane_partials = {s1, s2};
         s.totals = {total1, total2};
+        s.per_pixel = {mean, rstd};
         s.rb = rb;
         s.rl = rl;
         if (get_target().has_gpu_feature()) {
@@ -95,7 +100,9 @@ class OpsSoftmax : public Generator<OpsSoftmax> {
         s1(ci, x, y, n) += e(ci, x, y, rb, n);
         total(x, y, n) = 0.0f;
         total(x, y, n) += s1(rl, x, y, n);
-        output(ci, x, y, cb, n) = e(ci, x, y, cb, n) / total(x, y, n);
+        Func inv("inv");
+        inv(x, y, n) = 1.0f / total(x, y, n);
+        output(ci, x, y, cb, n) = e(ci, x, y, cb, n) * inv(x, y, n);
 
         constrain_blocked(input);
         constrain_blocked(output);
@@ -107,6 +114,7 @@ class OpsSoftmax : public Generator<OpsSoftmax> {
         s.output = output;
         s.lane_partials = {m1, s1};
         s.totals = {mx, total};
+        s.per_pixel = {inv};
         s.rb = rb;
         s.rl = rl;
         if (get_target().has_gpu_feature()) {

@@ -49,10 +49,11 @@ const KernelInfo& only_kernel(KernelKind kind, Device d, const char* op) {
     return *it->second;
 }
 
-// GEMM variants per device with their register tile (tile pixels x cob blocks).
+// GEMM variants per device with their register tile (tile pixels x cob blocks) and loop order.
 struct GemmVariant {
     const KernelInfo* k;
     int tile, cob;
+    bool co_inner;
 };
 const std::vector<GemmVariant>& gemm_variants(Device d) {
     static const std::map<Device, std::vector<GemmVariant>> table = [] {
@@ -60,7 +61,9 @@ const std::vector<GemmVariant>& gemm_variants(Device d) {
         for (const KernelInfo& k : all_kernels()) {
             if (k.kind != KernelKind::OpsGemm) continue;
             const space::Params p = kernel_schedule(k);
-            m[k.device].push_back({&k, space::int_param(p, "tile"), space::int_param(p, "cob")});
+            const bool co_inner = p.count("co_inner") && space::bool_param(p, "co_inner");
+            m[k.device].push_back(
+                {&k, space::int_param(p, "tile"), space::int_param(p, "cob"), co_inner});
         }
         return m;
     }();
@@ -187,11 +190,52 @@ const KernelInfo& gemm_kernel(const BlockedTensor& x, const PackedLinear& w, Dev
         throw std::invalid_argument(std::string("ops::gemm: no compiled kernel for device '") +
                                     device_name(d) + "'");
     }
-    const GemmVariant* best = &v.front();
+    // Loop order: output blocks inside the pixel tiles when the whole packed weight matrix fits
+    // in half the L2 (<= 512 KB) and an image's input does not (>= 2 MB), so the co-outer order
+    // would re-read the input from L3 once per co tile (56x56 512 -> 128: 77 -> 90+ % of peak;
+    // docs/ops.md). Otherwise co tiles outside (each tile's weight panel reused from L1 / L2).
+    const double weight_bytes = 4.0 * w.in_channels * w.out_channels;
+    const double image_bytes = 4.0 * kLanes * x.blocks() * x.h() * x.w();
+    const bool want_co_inner = weight_bytes <= 512.0 * 1024 && image_bytes >= 2.0 * 1024 * 1024;
     const int ob = blocks_of(w.out_channels);
-    for (const GemmVariant& g : v)
-        if (gemm_cost(g, x.w(), ob) < gemm_cost(*best, x.w(), ob)) best = &g;
+    const GemmVariant* best = nullptr;
+    for (const GemmVariant& g : v) {
+        if (best && gemm_cost(g, x.w(), ob) > gemm_cost(*best, x.w(), ob)) continue;
+        if (best && gemm_cost(g, x.w(), ob) == gemm_cost(*best, x.w(), ob) &&
+            (g.co_inner != want_co_inner))
+            continue;
+        best = &g;
+    }
     return *best->k;
+}
+
+// The conv variant for w on d: the one reducing the fewest input lanes that still covers the
+// input channels (lanes < 16 only for a dense conv with Ci <= lanes, i.e. the image stems).
+const KernelInfo& conv_kernel(const PackedConv2d& w, Device d) {
+    static const std::map<Device, std::vector<std::pair<int, const KernelInfo*>>> table = [] {
+        std::map<Device, std::vector<std::pair<int, const KernelInfo*>>> m;
+        for (const KernelInfo& k : all_kernels()) {
+            if (k.kind != KernelKind::OpsConv2d) continue;
+            const space::Params p = kernel_schedule(k);
+            const int lanes = p.count("lanes") ? space::int_param(p, "lanes") : kLanes;
+            m[k.device].push_back({lanes, &k});
+        }
+        return m;
+    }();
+    const KernelInfo* best = nullptr;
+    int best_lanes = 0;
+    auto it = table.find(d);
+    if (it != table.end()) {
+        for (const auto& [lanes, k] : it->second) {
+            const bool ok = lanes >= kLanes || (w.geom.groups == 1 && w.in_channels <= lanes);
+            if (ok && (!best || lanes < best_lanes)) best = k, best_lanes = lanes;
+        }
+    }
+    if (!best) {
+        throw std::invalid_argument(std::string("ops::conv2d: no compiled kernel for device '") +
+                                    device_name(d) + "'");
+    }
+    return *best;
 }
 
 }  // namespace
@@ -412,7 +456,7 @@ void conv2d(const BlockedTensor& x, const PackedConv2d& w, Act act, BlockedTenso
     if (y.buf.data() == x.buf.data()) {
         throw std::invalid_argument("ops::conv2d: output 'y' aliases input 'x'");
     }
-    const KernelInfo& k = only_kernel(KernelKind::OpsConv2d, d, "conv2d");
+    const KernelInfo& k = conv_kernel(w, d);
     before_call(d, {&x}, y);
     const ConvGeometry& g = w.geom;
     run(reinterpret_cast<ConvFn>(k.fn)(raw(x.buf), raw(w.weight), raw(w.kbase), raw(w.bias.buf),

@@ -32,6 +32,7 @@ struct ChannelStatsStages {
     // blocks (update RDom `rb`), followed by (x, y, n) -> the 16 lanes summed (update RDom `rl`).
     std::vector<Func> lane_partials;
     std::vector<Func> totals;
+    std::vector<Func> per_pixel;  // (x, y, n) values derived from the totals (mean, 1 / std)
     RDom rb, rl;
 };
 void schedule_channel_stats_cpu(ChannelStatsStages& s, const Target& t);

@@ -22,6 +22,12 @@ struct GemmParams {
     int cob = 4;            // output-channel blocks (16 lanes each) per register tile
     int rows_per_task = 8;  // CPU: output rows per parallel task
     int gpu_tiles = 8;      // GPU: register tiles along x per thread block (threads in x)
+    int lanes = 16;         // conv: input lanes reduced (and staged) per input block
+    // CPU: the output-block tiles loop inside the pixel tiles (each input tile is read once from
+    // L1 by every output block; the whole weight matrix streams from L2) instead of outside
+    // them (each co tile's weight panel stays in L1/L2; the input is re-read per co tile). For
+    // large maps with small weights (56x56, 512 -> 128).
+    bool co_inner = false;
 };
 
 struct GemmStages {

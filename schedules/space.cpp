@@ -46,14 +46,20 @@ std::vector<GeneratorSpace> cpu_spaces() {
                   {"chunk", "c", {"4", "6", "8", "10", "12", "14"}, "8"},
                   {"stage", "st", kBool, "true"}}});
     // Whole-network ops (runtime/ops.h). GEMM and dense conv: a register tile of `tile` output
-    // pixels x `cob` output blocks (tile * cob + cob + 1 <= 32 zmm); the memory-bound ops have
-    // one schedule each.
+    // pixels x `cob` output blocks (tile * cob + cob + 1 <= 32 zmm); conv `lanes`: input lanes
+    // reduced per block (4: the 3-channel image). The memory-bound ops have one schedule each.
     const ParamSpec ops_tile{"tile", "t", {"1", "4", "6", "7", "8"}, "7"};
-    const ParamSpec ops_cob{"cob", "c", {"1", "2", "3", "4", "6", "8"}, "3"};
-    v.push_back(
-        {"ops_gemm", {ops_tile, ops_cob, {"rows_per_task", "r", {"2", "4", "8", "16"}, "8"}}});
-    v.push_back(
-        {"ops_conv2d", {ops_tile, ops_cob, {"rows_per_task", "r", {"2", "4", "8", "16"}, "4"}}});
+    const std::vector<std::string> ops_cobs = {"1", "2", "3", "4", "6", "8"};
+    v.push_back({"ops_gemm",
+                 {ops_tile,
+                  {"cob", "c", ops_cobs, "2"},
+                  {"rows_per_task", "r", {"2", "4", "8", "16"}, "8"},
+                  {"co_inner", "ci", kBool, "false"}}});
+    v.push_back({"ops_conv2d",
+                 {ops_tile,
+                  {"cob", "c", ops_cobs, "3"},
+                  {"rows_per_task", "r", {"2", "4", "8", "16"}, "4"},
+                  {"lanes", "l", {"4", "16"}, "16"}}});
     for (const char* g : {"ops_affine", "ops_unary", "ops_binary", "ops_select", "ops_concat",
                           "ops_layernorm", "ops_softmax", "ops_grn", "ops_avgpool"})
         v.push_back({g, {}});
@@ -86,11 +92,14 @@ std::vector<GeneratorSpace> gpu_spaces() {
                   {"chunk", "c", {"8", "16", "32"}, "32"},
                   {"stage", "st", {"false"}, "false"}}});
     // Whole-network ops: GEMM / conv threads own tile x cob outputs, gpu_tiles threads along x.
-    for (const char* g : {"ops_gemm", "ops_conv2d"})
-        v.push_back({g,
-                     {{"tile", "t", {"7"}, "7"},
-                      {"cob", "c", {"3"}, "3"},
-                      {"gpu_tiles", "g", {"4", "8", "16"}, "8"}}});
+    v.push_back({"ops_gemm",
+                 {{"tile", "t", {"7"}, "7"},
+                  {"cob", "c", {"2"}, "2"},
+                  {"gpu_tiles", "g", {"4", "8", "16"}, "8"}}});
+    v.push_back({"ops_conv2d",
+                 {{"tile", "t", {"7"}, "7"},
+                  {"cob", "c", {"3"}, "3"},
+                  {"gpu_tiles", "g", {"4", "8", "16"}, "8"}}});
     for (const char* g : {"ops_affine", "ops_unary", "ops_binary", "ops_select", "ops_concat",
                           "ops_layernorm", "ops_softmax", "ops_grn", "ops_avgpool"})
         v.push_back({g, {}});

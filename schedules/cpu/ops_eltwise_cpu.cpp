@@ -51,6 +51,7 @@ void schedule_channel_stats_cpu(ChannelStatsStages& s, const Target& t) {
         lp.compute_at(out, row).vectorize(lp.args()[0], kLanes);
         lp.update().reorder(lp.args()[0], lp.args()[1], s.rb).vectorize(lp.args()[0], kLanes);
     }
+    for (Func f : s.per_pixel) f.compute_at(out, row);
 }
 
 // GRN / pool: per (channel block, image) a vectorised sum over the image's pixels (parallel over

@@ -33,18 +33,17 @@ void schedule_gemm_cpu(GemmStages& s, const GemmParams& p, const Target& t) {
     Func out = s.output;
     out.split(x, xo, xi, p.tile, TailStrategy::GuardWithIf)
         .split(cb, cbo, cbi, p.cob, TailStrategy::GuardWithIf)
-        .split(y, yo, yi, p.rows_per_task, TailStrategy::GuardWithIf)
-        .reorder(ci, xi, cbi, xo, yi, yo, cbo, n)
-        .vectorize(ci, 16)
-        .unroll(xi)
-        .unroll(cbi)
-        .fuse(yo, cbo, t1)
-        .fuse(t1, n, task)
-        .parallel(task);
+        .split(y, yo, yi, p.rows_per_task, TailStrategy::GuardWithIf);
+    if (p.co_inner) {
+        out.reorder(ci, xi, cbi, cbo, xo, yi, yo, n).fuse(yo, n, task);
+    } else {
+        out.reorder(ci, xi, cbi, xo, yi, yo, cbo, n).fuse(yo, cbo, t1).fuse(t1, n, task);
+    }
+    out.vectorize(ci, 16).unroll(xi).unroll(cbi).parallel(task);
 
     // One tile per realisation: bound_extent makes the tile's storage constant-size, so LLVM
     // keeps it in registers (GuardWithIf bounds alone leave xt / cbt extents symbolic).
-    s.acc.compute_at(out, xo)
+    s.acc.compute_at(out, p.co_inner ? cbo : xo)
         .bound_extent(xt, 1)
         .bound_extent(cbt, 1)
         .vectorize(ci, 16)
@@ -60,7 +59,7 @@ void schedule_gemm_cpu(GemmStages& s, const GemmParams& p, const Target& t) {
     // Conv: one zero-extended copy of the input per call (a pass over the input, small next to
     // the k*k*Ci FMAs per output), so the tile's loads need no bounds tests.
     if (s.xp.defined()) {
-        s.xp.compute_root().vectorize(s.xp.args()[0], 16).parallel(s.xp.args()[2]);
+        s.xp.compute_root().vectorize(s.xp.args()[0], p.lanes).parallel(s.xp.args()[2]);
     }
     specialise(out, s.specialize, 0);
 }

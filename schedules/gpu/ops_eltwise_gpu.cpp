@@ -48,6 +48,14 @@ void schedule_channel_stats_gpu(ChannelStatsStages& s, const Target& t) {
         lp.compute_at(tot, xi).unroll(lp.args()[0]);
         lp.update().reorder(lp.args()[0], s.rb).unroll(lp.args()[0]);
     }
+    for (Func f : s.per_pixel) {
+        const std::vector<Var> a = f.args();  // (x, y, n)
+        Var xo("xo"), xi("xi");
+        f.compute_root()
+            .split(a[0], xo, xi, kPixels, TailStrategy::GuardWithIf)
+            .gpu_blocks(xo, a[1], a[2])
+            .gpu_threads(xi);
+    }
     schedule_pointwise_gpu(s.output, {}, t);
 }
 
