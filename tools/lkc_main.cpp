@@ -6,7 +6,9 @@
 //          valid random inputs (names/shapes of runtime/op_inputs.h)
 //   lkc kernels [--workload WL [--device D]]   list the variants, or rank them for a workload
 //   lkc tune <workload>... [--shapes F] [--device D] [--budget S] [--records F] [--seed N]
-//   lkc tune best|distill ...                  records -> best table / distilled table
+//   lkc tune best|distill|compare ...          records -> tables; tuned vs autoschedulers
+//   lkc run --model NAME [--weights W] --input IMG [--batch N] [--train-form] ...
+//   lkc inspect --model NAME [--size S] [--batch N] [--deploy]
 //   lkc version
 #include <algorithm>
 #include <chrono>
@@ -28,6 +30,7 @@
 #include "runtime/safetensors.h"
 #include "runtime/schedule_selection.h"
 #include "runtime/workload.h"
+#include "tools/run_cli.h"
 #include "tools/tune_cli.h"
 
 #ifndef LKC_VERSION
@@ -267,6 +270,8 @@ int main(int argc, char** argv) {
     app.add_subcommand("version", "print the lkc version");
     lkc::cli::TuneArgs tune_args;
     lkc::cli::register_tune(app, tune_args);
+    lkc::cli::RunArgs run_args;
+    lkc::cli::register_run(app, run_args);
 
     try {
         app.parse(argc, argv);
@@ -279,7 +284,9 @@ int main(int argc, char** argv) {
         if (app.got_subcommand("example"))
             return write_example(ex_workload, ex_out, ex_seed, ex_density, ex_optional);
         if (app.got_subcommand("kernels")) return list_kernels(k_workload, k_device);
-        const int rc = lkc::cli::run_tune(tune_args);
+        int rc = lkc::cli::run_tune(tune_args);
+        if (rc >= 0) return rc;
+        rc = lkc::cli::run_run(run_args);
         if (rc >= 0) return rc;
         if (app.got_subcommand("version")) {
             std::printf("lkc %s\n", LKC_VERSION);
