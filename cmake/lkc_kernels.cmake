@@ -18,17 +18,21 @@ set(LKC_KERNEL_LIBS "" CACHE INTERNAL "")  # reset on every configure
 set(LKC_KERNEL_ENTRIES "" CACHE INTERNAL "")
 set(LKC_PTX_FILES "" CACHE INTERNAL "")
 
-# lkc_add_kernel(NAME <variant> GENERATOR <gen> [PARAMS k=v ...] [FAMILIES cpu opencl cuda])
+# lkc_add_kernel(NAME <variant> GENERATOR <gen> [PARAMS k=v ...] [FAMILIES cpu opencl cuda]
+#                [CPU_TARGETS t1 t2 ...])
 # Defines libraries <variant>_cpu, <variant>_opencl, <variant>_cuda (function names the same).
+# CPU_TARGETS replaces the multi-target list (the last one must be a baseline fallback).
 function(lkc_add_kernel)
-    cmake_parse_arguments(ARG "" "NAME;GENERATOR" "PARAMS;FAMILIES" ${ARGN})
+    cmake_parse_arguments(ARG "" "NAME;GENERATOR" "PARAMS;FAMILIES;CPU_TARGETS" ${ARGN})
     if (NOT ARG_FAMILIES)
         set(ARG_FAMILIES cpu opencl cuda)
     endif ()
     foreach (fam IN LISTS ARG_FAMILIES)
         set(lib ${ARG_NAME}_${fam})
         set(extra "")
-        if (fam STREQUAL "cpu")
+        if (fam STREQUAL "cpu" AND ARG_CPU_TARGETS)
+            set(targets ${ARG_CPU_TARGETS})
+        elseif (fam STREQUAL "cpu")
             set(targets ${LKC_CPU_TARGETS})
         elseif (fam STREQUAL "opencl")
             set(targets ${LKC_OPENCL_TARGET})
