@@ -45,9 +45,13 @@ std::vector<CompareRow> compare(const CompareOptions& o, std::ostream& progress)
             progress << "lkc tune compare: skipped " << p << "\n";
         recs = l.records;
     }
-    std::map<std::string, TuningRecord> best;
+    std::map<std::string, TuningRecord> best, best_vs;
     for (const TuningRecord& r : best_records(recs))
         if (r.device_id == dev.id) best[r.workload] = r;
+    if (!o.vs.empty()) {
+        for (const TuningRecord& r : best_records(load_records(o.vs).records))
+            if (r.device_id == dev.id) best_vs[r.workload] = r;
+    }
     std::map<std::string, double> tuning_s;
     for (const TuningRecord& r : recs) {
         if (r.device_id != dev.id) continue;
@@ -55,8 +59,9 @@ std::vector<CompareRow> compare(const CompareOptions& o, std::ostream& progress)
         for (double x : r.times_ms) t += x / 1000.0;
         tuning_s[r.workload] += t;
     }
-    const std::vector<std::string> autos =
+    std::vector<std::string> autos =
         o.autoschedulers.empty() ? default_autoschedulers(o.device) : o.autoschedulers;
+    if (autos.size() == 1 && autos[0] == "none") autos.clear();
 
     std::vector<CompareRow> rows;
     for (const Workload& w : o.workloads) {
@@ -70,9 +75,11 @@ std::vector<CompareRow> compare(const CompareOptions& o, std::ostream& progress)
         cs.push_back(default_candidate(w, o.device));
         libs.push_back("");
         what.push_back("default");
-        auto b = best.find(wl);
-        if (b != best.end()) {
-            row.tuned_schedule = schedule_key(b->second.schedule);
+        auto add_recorded = [&](const std::map<std::string, TuningRecord>& from, const char* tag,
+                                std::string* key) {
+            auto b = from.find(wl);
+            if (b == from.end()) return;
+            *key = schedule_key(b->second.schedule);
             try {
                 Candidate t = make_candidate(w, o.device, b->second.schedule.generator,
                                              b->second.schedule.params, o.measure.threads, false);
@@ -80,14 +87,16 @@ std::vector<CompareRow> compare(const CompareOptions& o, std::ostream& progress)
                 if (cr.ok) {
                     cs.push_back(t);
                     libs.push_back(cr.library);
-                    what.push_back("tuned");
+                    what.push_back(tag);
                 } else {
-                    row.errors.push_back({"tuned", first_line(cr.error)});
+                    row.errors.push_back({tag, first_line(cr.error)});
                 }
             } catch (const std::exception& e) {
-                row.errors.push_back({"tuned", e.what()});
+                row.errors.push_back({tag, e.what()});
             }
-        }
+        };
+        add_recorded(best, "tuned", &row.tuned_schedule);
+        add_recorded(best_vs, "vs", &row.vs_schedule);
         if (w.op == Op::DwConv2d) {
             for (const std::string& a : autos) {
                 Candidate c;
@@ -116,6 +125,8 @@ std::vector<CompareRow> compare(const CompareOptions& o, std::ostream& progress)
                 row.default_ms = t;
             } else if (what[i] == "tuned") {
                 row.tuned_ms = t;
+            } else if (what[i] == "vs") {
+                row.vs_ms = t;
             } else {
                 row.autosched_ms.push_back({what[i], t});
             }
@@ -133,8 +144,11 @@ void print_compare(const std::vector<CompareRow>& rows, std::ostream& out) {
         for (const auto& [a, t] : r.autosched_ms)
             if (std::find(autos.begin(), autos.end(), a) == autos.end()) autos.push_back(a);
     char buf[256];
+    const bool vs =
+        std::any_of(rows.begin(), rows.end(), [](const CompareRow& r) { return r.vs_ms > 0; });
     std::snprintf(buf, sizeof(buf), "%-54s %9s %9s %8s", "workload", "default", "tuned", "def/tun");
     out << buf;
+    if (vs) out << "        vs   vs/tun";
     for (const std::string& a : autos) {
         std::snprintf(buf, sizeof(buf), " %13s", (a + "/tun").c_str());
         out << buf;
@@ -148,6 +162,12 @@ void print_compare(const std::vector<CompareRow>& rows, std::ostream& out) {
                       r.default_ms, r.tuned_ms, r.tuned_ms > 0 ? r.default_ms / r.tuned_ms : 0.0);
         out << buf;
         if (r.tuned_ms > 0 && r.default_ms > 0) sp.push_back(r.default_ms / r.tuned_ms);
+        if (vs) {
+            std::snprintf(buf, sizeof(buf), " %9.4f %8.3f", r.vs_ms,
+                          r.vs_ms > 0 && r.tuned_ms > 0 ? r.vs_ms / r.tuned_ms : 0.0);
+            out << buf;
+            if (r.vs_ms > 0 && r.tuned_ms > 0) as_sp["vs"].push_back(r.vs_ms / r.tuned_ms);
+        }
         for (const std::string& a : autos) {
             double t = 0;
             for (const auto& [n, v] : r.autosched_ms)
@@ -195,6 +215,7 @@ void write_compare_csv(const std::vector<CompareRow>& rows, const std::string& p
             };
             row("default", r.default_ms);
             row("tuned", r.tuned_ms);
+            if (r.vs_ms > 0) row("vs", r.vs_ms);
             for (const auto& [a, t] : r.autosched_ms) row(a, t);
         }
     }

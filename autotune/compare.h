@@ -22,7 +22,8 @@ namespace lkc::tune {
 struct CompareRow {
     Workload workload;
     std::string tuned_schedule;  // schedule key of the tuned choice ("" if none recorded)
-    double default_ms = 0, tuned_ms = 0;
+    std::string vs_schedule;     // the --vs records' choice
+    double default_ms = 0, tuned_ms = 0, vs_ms = 0;
     std::vector<std::pair<std::string, double>> autosched_ms;  // name -> ms (0: failed)
     std::vector<std::pair<std::string, std::string>> errors;   // what -> message
     double tuning_s = 0;  // compile + measurement time in the records for this workload
@@ -31,7 +32,8 @@ struct CompareRow {
 struct CompareOptions {
     std::vector<Workload> workloads;
     Device device = Device::Cpu;
-    std::string records;                      // where the tuned schedules come from
+    std::string records;  // where the tuned schedules come from
+    std::string vs;       // optional second records file: its choice is measured alongside
     std::vector<std::string> autoschedulers;  // empty: the defaults above for the device
     std::string csv;                          // optional CSV output
     MeasureOptions measure;

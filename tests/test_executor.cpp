@@ -90,6 +90,28 @@ INSTANTIATE_TEST_SUITE_P(Models, Tiny, testing::ValuesIn(tiny_models()),
                              return s;
                          });
 
+// The full-size configurations (every stage, every kernel size: 31/29/27/13, 51/49/47/13, the
+// DRB and shift-wise layers) at 64x64 input so the double reference stays cheap: deploy form
+// against the train-form reference.
+TEST(Executor, FullSizeModelsAt64MatchTheReference) {
+    for (const char* m : {"replknet-31b", "slak-t", "unireplknet-t", "shiftwise-t"}) {
+        ModelOptions mo;
+        mo.image_size = 64;
+        mo.num_classes = 100;
+        Graph g = build_model(m, mo);
+        init_weights(g, 3, InitMode::Test);
+        const Tensor x = random_input(g.tensor(g.inputs[0]).shape, 9);
+        const Tensor want = run_reference(g, {{"x", x}}).outputs.at("head");
+        ExecOptions eo;
+        eo.no_records = true;
+        Executor ex(g, eo);
+        const Diff d = diff(ex.run({{"x", x}}).at("head"), want);
+        EXPECT_GT(d.max_ref, 0.0) << m;
+        EXPECT_LE(d.max_abs, 1e-4 * d.max_ref)
+            << m << ": max |diff| " << d.max_abs << ", max |ref| " << d.max_ref;
+    }
+}
+
 TEST(Executor, InputErrorsAreNamed) {
     ModelOptions mo;
     mo.image_size = 32;

@@ -102,6 +102,7 @@ int run_compare(const TuneArgs& a) {
     o.device = parse_device(a.device);
     o.records = records_or_default(a.records);
     o.csv = a.csv;
+    o.vs = a.vs;
     std::string item;
     for (char ch : a.autoschedulers + ",") {
         if (ch == ',') {
@@ -180,6 +181,7 @@ void register_tune(CLI::App& app, TuneArgs& a) {
     a.compare->add_option("--device", a.device, "cpu | opencl | cuda");
     a.compare->add_option("--records", a.records, "records with the tuned schedules");
     a.compare->add_option("--csv", a.csv, "CSV output file");
+    a.compare->add_option("--vs", a.vs, "a second records file whose choices are measured too");
     a.compare->add_option("--autoschedulers", a.autoschedulers,
                           "comma-separated (default cpu: Adams2019,Mullapudi2016,Li2018; opencl: "
                           "Li2018,Anderson2021,Mullapudi2016)");

@@ -19,7 +19,7 @@ struct TuneArgs {
     std::string best_workload, out_file, out_dir, device_id;
     // compare
     std::vector<std::string> cmp_workloads;
-    std::string cmp_shapes, csv, autoschedulers;
+    std::string cmp_shapes, csv, autoschedulers, vs;
     CLI::App *tune = nullptr, *best = nullptr, *distill = nullptr, *worker = nullptr,
              *compare = nullptr;
 };
