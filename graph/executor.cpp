@@ -110,6 +110,7 @@ struct Executor::Impl {
         std::string name, op, kernel;
         double flops = 0;
         std::function<void()> fn;
+        std::vector<int> outputs;
     };
     std::vector<Step> steps;
     std::vector<NodeProfile> profile;
@@ -143,6 +144,7 @@ void Executor::Impl::add_step(const Node& n, const std::string& kernel, std::fun
     s.op = op_name(n.op);
     s.kernel = kernel;
     s.fn = std::move(fn);
+    s.outputs = n.outputs;
     steps.push_back(std::move(s));
 }
 
@@ -591,6 +593,23 @@ std::map<std::string, Tensor> Executor::run(const std::map<std::string, Tensor>&
     }
     m.profile.clear();
     for (Impl::Step& s : m.steps) {
+        if (m.opt.check_finite) {
+            s.fn();
+            for (int o : s.outputs) {
+                if (!m.blocked[size_t(o)]) continue;
+                ops::BlockedTensor& t = m.T(o);
+                ops::to_host(t);
+                const float* p = t.buf.data();
+                for (size_t i = 0; i < size_t(t.buf.number_of_elements()); ++i)
+                    if (!std::isfinite(p[i])) {
+                        throw GraphError("executor: node '" + s.name + "' (" + s.op + ", " +
+                                         s.kernel + ") wrote " + std::to_string(p[i]) +
+                                         " at element " + std::to_string(i) + " of '" +
+                                         m.g.tensor(o).name + "'");
+                    }
+            }
+            continue;
+        }
         if (!m.opt.profile) {
             s.fn();
             continue;

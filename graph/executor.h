@@ -35,6 +35,9 @@ struct ExecOptions {
     bool no_records = false;
     // Time each node in run() (synchronising after each; last_profile()).
     bool profile = false;
+    // After each node, copy its outputs to the host and throw GraphError naming the node if any
+    // element is NaN or infinite (debugging a device or a model; slow).
+    bool check_finite = false;
 };
 
 struct NodeProfile {

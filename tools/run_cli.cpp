@@ -106,6 +106,7 @@ int run_model(const RunArgs& a) {
     eo.records = a.records;
     eo.no_records = a.no_records;
     eo.profile = a.profile;
+    eo.check_finite = a.check_finite;
     const auto t0 = std::chrono::steady_clock::now();
     graph::Executor ex(g, eo);
     const auto t1 = std::chrono::steady_clock::now();
@@ -202,6 +203,8 @@ void register_run(CLI::App& app, RunArgs& a) {
     a.run->add_flag("--no-records", a.no_records, "hand-default kernels only");
     a.run->add_flag("--verbose,-v", a.verbose, "deploy forms and kernels chosen per layer");
     a.run->add_flag("--profile", a.profile, "per-layer times, largest first");
+    a.run->add_flag("--check-finite", a.check_finite,
+                    "stop at the first layer that writes a NaN or infinity (debugging; slow)");
 
     a.inspect =
         app.add_subcommand("inspect", "print a model's graph, FLOPs, parameters, memory plan");

@@ -15,6 +15,7 @@ struct RunArgs {
     int size = 224, classes = 1000, repeat = 10;
     uint64_t seed = 0;
     bool train_form = false, deploy = false, verbose = false, profile = false, no_records = false;
+    bool check_finite = false;
     std::vector<std::string> records;
     // inspect
     bool inspect_deploy = false, inspect_nodes = true;
