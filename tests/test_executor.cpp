@@ -13,6 +13,7 @@
 #include "graph/models/models.h"
 #include "graph/passes/memory_plan.h"
 #include "graph/reference_executor.h"
+#include "graph/serialize.h"
 #include "graph/weights.h"
 
 namespace lkc::graph {
@@ -110,6 +111,33 @@ TEST(Executor, FullSizeModelsAt64MatchTheReference) {
         EXPECT_LE(d.max_abs, 1e-4 * d.max_ref)
             << m << ": max |diff| " << d.max_abs << ", max |ref| " << d.max_ref;
     }
+}
+
+// A deployed graph survives JSON + values (what lkc compile ships): validate() passes and the
+// executor gives the same bits.
+TEST(Executor, SerializedDeployedGraphRunsTheSame) {
+    for (const std::string& m : tiny_models()) {
+        ModelOptions mo;
+        mo.image_size = 32;
+        mo.num_classes = 10;
+        Graph g = build_model(m, mo);
+        init_weights(g, 4, InitMode::Test);
+        ExecOptions eo;
+        eo.no_records = true;
+        Executor a(g, eo);
+        const Graph& d = a.graph();
+        Graph back = graph_from_json(graph_to_json(d));
+        set_graph_values(back, graph_values(d));
+        EXPECT_NO_THROW(validate(back)) << m;
+        ExecOptions eo2 = eo;
+        eo2.deploy = false;  // already deployed
+        Executor b(back, eo2);
+        const Tensor x = random_input(g.tensor(g.inputs[0]).shape, 2);
+        const Tensor ya = a.run({{"x", x}}).at("head"), yb = b.run({{"x", x}}).at("head");
+        EXPECT_EQ(std::memcmp(ya.raw(), yb.raw(), ya.nbytes()), 0) << m;
+    }
+    EXPECT_THROW(graph_from_json("{\"format\": 9}"), GraphError);
+    EXPECT_THROW(graph_from_json("not json"), GraphError);
 }
 
 TEST(Executor, InputErrorsAreNamed) {
