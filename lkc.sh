@@ -23,8 +23,9 @@ apt_packages=(
     clang libclang-rt-14-dev
     dataset-fashion-mnist
 )
-# PyPI packages: Halide's wheel (C++ headers, libHalide, CMake package), CMake >= 3.28, Ninja.
-pip_packages=("halide==21.0.0" "cmake>=3.28" "ninja")
+# PyPI packages: Halide's wheel (C++ headers, libHalide, CMake package), CMake >= 3.28, Ninja;
+# onnx and onnxruntime (with numpy) for the ONNX export test (tests/graph/onnx_check.py).
+pip_packages=("halide==21.0.0" "cmake>=3.28" "ninja" "onnx>=1.15" "onnxruntime>=1.17")
 
 log() { echo "lkc.sh: $*" >&2; }
 
@@ -48,8 +49,13 @@ setup_pip() {
     if ! python3 - <<'EOF' 2>/dev/null
 import importlib.metadata as m
 assert m.version("halide") == "21.0.0"
-assert tuple(int(x) for x in m.version("cmake").split(".")[:2]) >= (3, 28)
+def at_least(p, v):
+    assert tuple(int(x) for x in m.version(p).split(".")[:2]) >= v
+at_least("cmake", (3, 28))
 m.version("ninja")
+at_least("onnx", (1, 15))
+at_least("onnxruntime", (1, 17))
+m.version("numpy")
 EOF
     then
         log "installing PyPI packages: ${pip_packages[*]}"
