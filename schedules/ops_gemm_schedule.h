@@ -19,7 +19,7 @@ using namespace Halide;
 
 struct GemmParams {
     int tile = 7;           // output pixels (along x) per register tile
-    int cob = 4;            // output-channel blocks (16 lanes each) per register tile
+    int cob = 2;            // output-channel blocks (16 lanes each) per register tile
     int rows_per_task = 8;  // CPU: output rows per parallel task
     int gpu_tiles = 8;      // GPU: register tiles along x per thread block (threads in x)
     int lanes = 16;         // conv: input lanes reduced (and staged) per input block
