@@ -115,6 +115,7 @@ struct Executor::Impl {
     std::vector<Step> steps;
     std::vector<NodeProfile> profile;
     std::vector<std::string> choices;
+    std::vector<LayerKernel> layer_kernels;
     // Packed parameters stay alive here (steps hold pointers).
     std::vector<std::unique_ptr<ops::PackedLinear>> linears;
     std::vector<std::unique_ptr<ops::PackedConv2d>> convs;
@@ -367,8 +368,22 @@ void Executor::Impl::build_node(size_t idx) {
                 }
             }
             if (n.has_param("bias") && n.op != OpKind::ShiftWise) p["b"] = value(n, "bias");
-            dws.push_back(make_dw_layer(*wl, d, p));
+            auto pin = opt.kernels.find(to_string(*wl));
+            dws.push_back(make_dw_layer(*wl, d, p, pin == opt.kernels.end() ? "" : pin->second));
             DwLayer* layer = dws.back().get();
+            {
+                const KernelInfo* k = find_kernel(layer->kernel_name(), d);
+                LayerKernel lk;
+                lk.node = n.name;
+                lk.workload = to_string(*wl);
+                lk.kernel = layer->kernel_name();
+                if (k) {
+                    lk.generator = k->generator;
+                    lk.params = kernel_schedule(*k);
+                    lk.library = k->library;
+                }
+                layer_kernels.push_back(lk);
+            }
             const Selection sel = layer->selection();
             choices.push_back(n.name + ": " + to_string(*wl) + " -> " + layer->kernel_name() +
                               " (" + sel.how + (sel.source.empty() ? "" : ", " + sel.source) + ")");
@@ -628,6 +643,7 @@ const passes::MemoryPlan& Executor::plan() const { return impl_->plan; }
 const std::vector<NodeProfile>& Executor::last_profile() const { return impl_->profile; }
 std::vector<std::string> Executor::kernel_choices() const { return impl_->choices; }
 std::vector<std::string> Executor::form_choices() const { return impl_->forms; }
+const std::vector<LayerKernel>& Executor::layer_kernels() const { return impl_->layer_kernels; }
 
 }  // namespace graph
 }  // namespace lkc

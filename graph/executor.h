@@ -38,6 +38,16 @@ struct ExecOptions {
     // After each node, copy its outputs to the host and throw GraphError naming the node if any
     // element is NaN or infinite (debugging a device or a model; slow).
     bool check_finite = false;
+    // Depth-wise kernels pinned by workload string (an AOT binary's specialised kernels); a
+    // workload not listed is chosen as usual.
+    std::map<std::string, std::string> kernels;
+};
+
+// One depth-wise layer's kernel: what `lkc compile` specialises.
+struct LayerKernel {
+    std::string node, workload, kernel, generator;
+    std::map<std::string, std::string> params;  // canonical schedule
+    std::string library;                         // "" compiled in; else the cached library
 };
 
 struct NodeProfile {
@@ -67,6 +77,8 @@ class Executor {
     std::vector<std::string> kernel_choices() const;
     // The deploy form chosen per merged layer ("node: dense (cost ...) / multi (...)").
     std::vector<std::string> form_choices() const;
+    // The kernel of every depth-wise layer, in graph order.
+    const std::vector<LayerKernel>& layer_kernels() const;
 
   private:
     struct Impl;

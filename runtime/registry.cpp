@@ -221,32 +221,23 @@ space::Params kernel_schedule(const KernelInfo& k) {
     return space::canonical(k.generator, family_of(k.device), space::parse_param_list(k.params));
 }
 
-const KernelInfo& load_kernel_library(const std::string& so_path, const std::string& name,
-                                      const std::string& generator, Device d,
-                                      const space::Params& params) {
-    if (const KernelInfo* k = find_kernel(name, d)) return *k;
+namespace {
+// Adds a variant after checking its metadata against the built-in ones of the same generator.
+const KernelInfo& add_kernel(const std::string& name, const std::string& generator, Device d,
+                             const space::Params& params, void* fn,
+                             const halide_filter_metadata_t* meta, const std::string& origin) {
     const KernelInfo* builtin = nullptr;
     for (const KernelInfo& k : all_kernels())
         if (k.device == d && generator == k.generator) builtin = &k;
     if (!builtin) {
-        throw std::runtime_error("kernel library " + so_path + ": this build has no '" + generator +
-                                 "' kernels for " + device_name(d) + " to compare it with");
-    }
-    void* h = dlopen(so_path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!h) throw std::runtime_error("kernel library " + so_path + ": " + dlerror());
-    void* fn = dlsym(h, name.c_str());
-    using MetaFn = const halide_filter_metadata_t* (*)();
-    auto meta = reinterpret_cast<MetaFn>(dlsym(h, (name + "_metadata").c_str()));
-    if (!fn || !meta) {
-        dlclose(h);
-        throw std::runtime_error("kernel library " + so_path + " has no function '" + name +
-                                 "' (or its _metadata)");
+        throw std::runtime_error("kernel " + name + " (" + origin + "): this build has no '" +
+                                 generator + "' kernels for " + device_name(d) +
+                                 " to compare it with");
     }
     const std::string why =
-        metadata_mismatch(meta(), static_cast<const halide_filter_metadata_t*>(builtin->metadata));
+        metadata_mismatch(meta, static_cast<const halide_filter_metadata_t*>(builtin->metadata));
     if (!why.empty()) {
-        dlclose(h);
-        throw std::runtime_error("kernel library " + so_path + " does not match this build's '" +
+        throw std::runtime_error("kernel " + name + " (" + origin + ") does not match this build's '" +
                                  generator + "' kernels (" + why + "); rebuild it");
     }
     const space::Params p = space::canonical(generator, family_of(d), params);
@@ -265,8 +256,39 @@ const KernelInfo& load_kernel_library(const std::string& so_path, const std::str
     l.kernels.push_back(KernelInfo{kind_of(generator), l.keep(generator), l.keep(name), d,
                                    num("tile"), num("chunk"), flag("pixels", false),
                                    flag("stage", true), fn, l.keep(plist),
-                                   reinterpret_cast<const void*>(meta()), l.keep(so_path)});
+                                   reinterpret_cast<const void*>(meta), l.keep(origin)});
     return l.kernels.back();
+}
+}  // namespace
+
+const KernelInfo& load_kernel_library(const std::string& so_path, const std::string& name,
+                                      const std::string& generator, Device d,
+                                      const space::Params& params) {
+    if (const KernelInfo* k = find_kernel(name, d)) return *k;
+    void* h = dlopen(so_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) throw std::runtime_error("kernel library " + so_path + ": " + dlerror());
+    void* fn = dlsym(h, name.c_str());
+    using MetaFn = const halide_filter_metadata_t* (*)();
+    auto meta = reinterpret_cast<MetaFn>(dlsym(h, (name + "_metadata").c_str()));
+    if (!fn || !meta) {
+        dlclose(h);
+        throw std::runtime_error("kernel library " + so_path + " has no function '" + name +
+                                 "' (or its _metadata)");
+    }
+    try {
+        return add_kernel(name, generator, d, params, fn, meta(), so_path);
+    } catch (const std::exception& e) {
+        dlclose(h);
+        throw std::runtime_error(std::string("kernel library ") + so_path + ": " + e.what());
+    }
+}
+
+const KernelInfo& register_kernel(const std::string& name, const std::string& generator, Device d,
+                                  const space::Params& params, void* fn, const void* metadata,
+                                  const std::string& origin) {
+    if (const KernelInfo* k = find_kernel(name, d)) return *k;
+    return add_kernel(name, generator, d, params, fn,
+                      static_cast<const halide_filter_metadata_t*>(metadata), origin);
 }
 
 void set_tuned_selector(TunedSelector f) { g_tuned_selector = f; }

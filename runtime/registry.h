@@ -76,6 +76,13 @@ const KernelInfo& load_kernel_library(const std::string& so_path, const std::str
                                       const std::string& generator, Device d,
                                       const space::Params& params);
 
+// Registers a variant linked into this program outside the build's variant list (an AOT model
+// binary's specialised kernels, `lkc compile`): entry point and Halide metadata given directly,
+// checked like load_kernel_library. Registering a name twice returns the first.
+const KernelInfo& register_kernel(const std::string& name, const std::string& generator, Device d,
+                                  const space::Params& params, void* fn, const void* metadata,
+                                  const std::string& origin = "linked");
+
 // Whether variant k can run workload w at all (pass, stride and device limits).
 bool kernel_supports(const KernelInfo& k, const Workload& w);
 

@@ -9,6 +9,7 @@
 //   lkc tune best|distill|compare ...          records -> tables; tuned vs autoschedulers
 //   lkc run --model NAME [--weights W] --input IMG [--batch N] [--train-form] ...
 //   lkc inspect --model NAME [--size S] [--batch N] [--deploy]
+//   lkc compile --model NAME [--weights W] [--target host|...] [--batch N] -o OUT/
 //   lkc version
 #include <algorithm>
 #include <chrono>
@@ -30,6 +31,7 @@
 #include "runtime/safetensors.h"
 #include "runtime/schedule_selection.h"
 #include "runtime/workload.h"
+#include "tools/compile_cli.h"
 #include "tools/run_cli.h"
 #include "tools/tune_cli.h"
 
@@ -272,6 +274,8 @@ int main(int argc, char** argv) {
     lkc::cli::register_tune(app, tune_args);
     lkc::cli::RunArgs run_args;
     lkc::cli::register_run(app, run_args);
+    lkc::cli::CompileArgs compile_args;
+    lkc::cli::register_compile(app, compile_args);
 
     try {
         app.parse(argc, argv);
@@ -287,6 +291,8 @@ int main(int argc, char** argv) {
         int rc = lkc::cli::run_tune(tune_args);
         if (rc >= 0) return rc;
         rc = lkc::cli::run_run(run_args);
+        if (rc >= 0) return rc;
+        rc = lkc::cli::run_compile(compile_args);
         if (rc >= 0) return rc;
         if (app.got_subcommand("version")) {
             std::printf("lkc %s\n", LKC_VERSION);
