@@ -329,6 +329,10 @@ const KernelInfo& hand_default_kernel(const Workload& w, Device d) {
     double best_score = 0;
     for (const KernelInfo& k : all_kernels()) {
         if (k.device != d || !kernel_supports(k, w)) continue;
+        // Variants built from the tuned tables are named by their schedule (space::schedule_name,
+        // "<generator>__..."): they run only where a record chooses them, so the hand default
+        // stays the same with or without tables.
+        if (std::strstr(k.name, "__")) continue;
         // Lower cost wins; ties go to the larger register tile.
         const double score = -estimated_cost(k, w) + 1e-3 * k.tile;
         if (!best || score > best_score) {
