@@ -13,6 +13,7 @@
 
 #include "runtime/reparam.h"
 #include "runtime/tuning_records.h"
+#include "runtime/workload.h"
 
 namespace lkc {
 namespace graph {
@@ -957,6 +958,17 @@ void write_full(int fd, const std::string& s, const std::string& path) {
 }
 
 }  // namespace
+
+passes::DeployOptions onnx_deploy_options() {
+    passes::DeployOptions o;
+    o.reparameterize.cost = [](const Workload& w) {
+        if (w.op != Op::ShiftWise) return w.nominal_flops();
+        const double l = static_cast<double>(w.num_sub_kernels()) * w.small_k;
+        return 2.0 * w.n * w.c * w.h * w.w * l * l;  // the exported cross kernel
+    };
+    o.reparameterize.sparse_cost = [](const Workload& w, double) { return w.nominal_flops(); };
+    return o;
+}
 
 std::string onnx_model_bytes(const Graph& g, const OnnxExportOptions& options,
                              OnnxExportInfo* info) {

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "graph/ir.h"
+#include "graph/passes/pipeline.h"
 
 namespace lkc {
 namespace graph {
@@ -49,6 +50,13 @@ struct OnnxExportInfo {
     size_t bytes = 0;                      // serialised ModelProto
     std::map<std::string, int> op_counts;  // ONNX op_type -> nodes
 };
+
+// Deploy options for a runtime that computes every kernel tap (ONNX Runtime): the default
+// pipeline with each layer's form priced by the multiply-adds of its exported Convs, zero taps
+// included (dense / sparse: Kh*Kw; multi: the sum over branches; fused shift-wise: its (nk*k)^2
+// cross kernel). Picks dense for RepLKNet and UniRepLKNet, the branch strips for SLaK and
+// ShiftWise (their crosses are mostly zeros).
+[[nodiscard]] passes::DeployOptions onnx_deploy_options();
 
 // The serialised ModelProto of `g`. `g` needs parameter values (init_weights / load_weights)
 // and must pass validate. Throws GraphError naming the node and what it cannot export: an op kind

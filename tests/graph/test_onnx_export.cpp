@@ -334,6 +334,12 @@ std::vector<double> reference_logits(const Graph& g, const Tensor& x) {
     return std::vector<double>(t.data<double>(), t.data<double>() + t.numel());
 }
 
+int count_op(const Graph& g, OpKind op) {
+    int n = 0;
+    for (const Node& x : g.nodes) n += x.op == op;
+    return n;
+}
+
 // max |a - b| / max |a|.
 double rel_err(const std::vector<double>& a, const std::vector<float>& b) {
     EXPECT_EQ(a.size(), b.size());
@@ -474,13 +480,8 @@ const Config kConfigs[] = {
          o.reparameterize.shiftwise_fuse = false;
          return o;
      }},
+    {"onnx_options", [] { return onnx_deploy_options(); }},
 };
-
-int count_op(const Graph& g, OpKind op) {
-    int n = 0;
-    for (const Node& x : g.nodes) n += x.op == op;
-    return n;
-}
 
 class OnnxTiny : public ::testing::TestWithParam<std::tuple<const char*, int>> {};
 
@@ -503,6 +504,13 @@ TEST_P(OnnxTiny, OnnxRuntimeMatchesReference) {
     if (family == "shiftwise" && c == "shiftwise") EXPECT_EQ(fused_sw, 2);
     if (family == "shiftwise" && (c == "train" || c == "shiftwise_three_outputs")) {
         EXPECT_EQ(plain_sw, 2);
+    }
+    if (c == "onnx_options") {
+        // Dense-cost forms: multi-branch strips where the merged kernel is mostly zeros.
+        EXPECT_EQ(count_op(g, OpKind::DwConv2dSparse), 0);
+        EXPECT_EQ(fused_sw, 0);
+        const bool strips = family == "slak" || family == "shiftwise";
+        EXPECT_EQ(count_op(g, OpKind::DwConv2dMulti) > 0, strips) << family;
     }
     bool epilogues = false;
     for (const Node& n : g.nodes) epilogues = epilogues || !n.attrs.epilogues.empty();
@@ -533,7 +541,7 @@ TEST_P(OnnxTiny, OnnxRuntimeMatchesReference) {
 INSTANTIATE_TEST_SUITE_P(Families, OnnxTiny,
                          ::testing::Combine(::testing::Values("replknet-test", "slak-test",
                                                               "unireplknet-test", "shiftwise-test"),
-                                            ::testing::Range(0, 8)),
+                                            ::testing::Range(0, 9)),
                          [](const auto& info) {
                              std::string n = std::get<0>(info.param);
                              for (char& ch : n) {
@@ -552,17 +560,24 @@ TEST(OnnxExport, FullSizeModels) {
     while (std::getline(list, name, ',')) {
         Graph train = build_model(name, ModelOptions{});
         init_weights(train, 7, InitMode::Test);
-        Graph g = passes::deploy(train);
         const Tensor x = random_f32({1, 3, 224, 224}, 13);
-        OnnxExportInfo info;
-        OrtRun r = run_onnx_runtime(g, x, &info);
-        if (r.skipped) GTEST_SKIP() << "onnx / onnxruntime / numpy not importable: " << r.log;
-        const double err = rel_err(reference_logits(g, x), r.y);
-        EXPECT_LT(err, 1e-4) << name;
-        std::cout << "[onnx] " << name << " 224 deploy: " << err << ", " << info.bytes << " bytes, "
-                  << info.nodes << " nodes, " << info.initializer_elements
-                  << " initializer elements\n"
-                  << r.log;
+        for (int form = 0; form < 2; ++form) {
+            Graph g =
+                passes::deploy(train, form == 0 ? passes::DeployOptions{} : onnx_deploy_options());
+            OnnxExportInfo info;
+            OrtRun r = run_onnx_runtime(g, x, &info);
+            if (r.skipped) GTEST_SKIP() << "onnx / onnxruntime / numpy not importable: " << r.log;
+            const double err = rel_err(reference_logits(g, x), r.y);
+            EXPECT_LT(err, 1e-4) << name;
+            std::cout << "[onnx] " << name << " 224 " << (form ? "onnx_deploy_options" : "deploy")
+                      << ": " << err << ", " << info.bytes << " bytes, " << info.nodes << " nodes, "
+                      << info.initializer_elements << " initializer elements, "
+                      << count_op(g, OpKind::DwConv2d) << " dense / "
+                      << count_op(g, OpKind::DwConv2dSparse) << " sparse / "
+                      << count_op(g, OpKind::DwConv2dMulti) << " multi / "
+                      << count_op(g, OpKind::ShiftWise) << " shift-wise depth-wise nodes\n"
+                      << r.log;
+        }
     }
 }
 
