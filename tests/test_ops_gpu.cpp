@@ -133,7 +133,8 @@ std::vector<Case> all_cases() {
     struct S {
         int n, c, h, w;
     };
-    for (const S s : {S{1, 124, 7, 9}, S{3, 249, 5, 3}, S{1, 499, 1, 1}, S{3, 20, 13, 11}}) {
+    for (const S s : {S{1, 124, 7, 9}, S{3, 249, 5, 3}, S{1, 499, 1, 1}, S{3, 20, 13, 11},
+                      S{1, 96, 16, 16}, S{2, 80, 17, 33}}) {
         const std::string sn = " n" + std::to_string(s.n) + "c" + std::to_string(s.c) + "h" +
                                std::to_string(s.h) + "w" + std::to_string(s.w);
         auto xi = std::make_shared<BlockedTensor>(random_act(s.n, s.c, s.h, s.w, true, *g));
