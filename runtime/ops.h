@@ -15,7 +15,11 @@
 // its shape and the expected shape when a shape does not match; device failures throw
 // KernelError. On a GPU, inputs whose host copy is newer are copied to the device, outputs are
 // left on the device (device-dirty): chained ops on one device never round-trip through the host;
-// call to_host() (or from_blocked_tensor) before reading a result on the host.
+// call to_host() (or from_blocked_tensor) before reading a result on the host. The ops trust the
+// buffer's flags: code that writes a BlockedTensor through another halide_buffer_t (a view made
+// with embedded() / cropped() / sliced()) must make the view share the tensor's device allocation
+// (device_malloc the tensor first) and then set the tensor's own device_dirty / host_dirty, or a
+// GPU op reads a device copy that was never written (uninitialised memory, NaN on PoCL).
 //
 // In place: the element-wise ops (affine, unary, binary with same-shape operands), layer_norm,
 // grn and softmax may write their output into their (first) input's buffer; gemm may write into
