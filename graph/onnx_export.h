@@ -20,6 +20,11 @@
 //   Mul (no opset-20 Gelu); ReLU, Sigmoid, Softmax (channel axis), Add, Mul; Scale -> Mul;
 //   GlobalAvgPool -> GlobalAveragePool (+ Flatten); ChannelSelect -> Gather; Concat; Permute ->
 //   Transpose; Flatten; Reorder -> Identity; epilogues -> the same ONNX nodes after the producer.
+//
+//   Graph train = build_model("replknet-31b");
+//   load_weights(train, "RepLKNet-31B.safetensors");
+//   Graph g = passes::deploy(train, onnx_deploy_options());  // or any DeployOptions
+//   export_onnx(g, "replknet-31b.onnx");                     // "x" [N,3,224,224] -> "logits"
 #pragma once
 
 #include <cstddef>
@@ -66,10 +71,10 @@ struct OnnxExportInfo {
 std::string onnx_model_bytes(const Graph& g, const OnnxExportOptions& options = {},
                              OnnxExportInfo* info = nullptr);
 
-// Writes onnx_model_bytes(deployed) to `path` atomically (temp file in the same directory, fsync,
-// rename): on any error nothing is left at `path` (an existing file stays unchanged). The hook
-// for `lkc export --onnx`. Throws GraphError as above and std::runtime_error naming the file for
-// I/O errors.
+// Writes onnx_model_bytes(deployed) to `path` atomically (temp file "<path>.tmp.<pid>", fsync,
+// rename): on any error `path` is untouched (an existing file keeps its contents) and no temp
+// file remains. The hook for `lkc export --onnx`. Throws GraphError as above and std::runtime_error
+// naming the file for I/O errors.
 void export_onnx(const Graph& deployed, const std::string& path);
 void export_onnx(const Graph& deployed, const std::string& path, const OnnxExportOptions& options,
                  OnnxExportInfo* info = nullptr);
