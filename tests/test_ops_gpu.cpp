@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "HalideRuntimeOpenCL.h"
 #include "runtime/ops.h"
 #include "runtime/registry.h"
 
@@ -248,6 +249,38 @@ TEST(OpsGpu, ChainedBlockStaysOnTheDevice) {
         return t;
     };
     BlockedTensor gpu = block(d), cpu = block(Device::Cpu);
+    std::string first;
+    EXPECT_EQ(mismatches(gpu, cpu, 1e-5, &first), 0u) << first;
+}
+
+// The buffer-flag contract of runtime/ops.h: a kernel may write a tensor through a view
+// (cropped / embedded) if the view shares the tensor's device allocation and the tensor's flags
+// are set afterwards; the next op then reads what the view wrote.
+TEST(OpsGpu, WritingThroughAViewWithTheSharedAllocation) {
+    const Device d = Device::OpenCL;
+    const std::string problem = device_problem(d);
+    if (!problem.empty()) GTEST_SKIP() << "no usable OpenCL device (" << problem << ")";
+    std::mt19937 g(13);
+    const BlockedTensor x = random_act(1, 96, 16, 16, false, g);
+    const ops::LayerNormParams ln = ops::pack_layer_norm(random_tensor({96}, false, 1, g),
+                                                         random_tensor({96}, false, 1, g), 1e-6);
+    auto run = [&](Device dev) {
+        BlockedTensor y = ops::make_blocked_tensor(1, 96, 16, 16);
+        BlockedTensor z = ops::make_blocked_tensor(1, 96, 16, 16);
+        if (dev != Device::Cpu) {
+            y.buf.set_host_dirty(false);
+            check_halide(y.buf.device_malloc(halide_opencl_device_interface()), "device malloc",
+                         dev);
+        }
+        BlockedTensor view;
+        view.buf = y.buf.cropped(0, 0, 16);
+        view.channels = 96;
+        ops::unary(ops::Unary::Gelu, x, view, dev);
+        if (dev != Device::Cpu) y.buf.set_device_dirty(true);
+        ops::layer_norm(y, ln, z, dev);
+        return z;
+    };
+    BlockedTensor gpu = run(d), cpu = run(Device::Cpu);
     std::string first;
     EXPECT_EQ(mismatches(gpu, cpu, 1e-5, &first), 0u) << first;
 }
