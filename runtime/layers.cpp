@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "HalideRuntimeCuda.h"
+#include "HalideRuntimeOpenCL.h"
 #include "runtime/op_inputs.h"
 #include "runtime/reparam.h"
 
@@ -66,6 +68,17 @@ void check_io(const Workload& w, const Blocked& x, const Blocked& y) {
                                     ext(w.w, w.h, blocks(w.c), w.n) + " and y " +
                                     ext(w.out_w(), w.out_h(), blocks(w.c), w.n));
     }
+}
+
+// On a GPU, a view made of a buffer (embedded(), sliced()) has its own device allocation unless
+// the buffer has one first: give x and y theirs before making views, so the kernel reads x's
+// device copy and writes y's (ops.h, "Devices").
+void device_alloc(Blocked& b, Device d) {
+    if (d == Device::Cpu) return;
+    const halide_device_interface_t* iface =
+        d == Device::Cuda ? halide_cuda_device_interface() : halide_opencl_device_interface();
+    if (!b.has_device_allocation()) check_halide(b.device_malloc(iface), "device malloc", d);
+    if (b.host_dirty()) check_halide(b.copy_to_device(iface), "copy to device", d);
 }
 
 void check_kernel(const Workload& w, Device d, const std::string& kernel, const KernelInfo* k) {
@@ -175,9 +188,12 @@ class TapsLayer : public DwLayer {
                                         " has three outputs (yh, yv, ys): pass three buffers");
         }
         check_io(w_, x, y);
+        device_alloc(const_cast<Blocked&>(x), d_);
+        device_alloc(y, d_);
         Stacked xs = const_cast<Blocked&>(x).embedded(3, 0);
         Stacked ys = y.embedded(3, 0);
         call(xs, ys);
+        if (d_ != Device::Cpu) y.set_device_dirty(true);
     }
     void run(const Blocked& x, const std::vector<Blocked*>& ys) override {
         if (ys.size() != size_t(outs_)) {
@@ -186,6 +202,7 @@ class TapsLayer : public DwLayer {
         }
         if (outs_ == 1) return run(x, *ys[0]);
         for (Blocked* b : ys) check_io(w_, x, *b);
+        device_alloc(const_cast<Blocked&>(x), d_);
         Stacked xs = const_cast<Blocked&>(x).embedded(3, 0);
         call(xs, out3_);
         if (d_ != Device::Cpu) check_halide(out3_.copy_to_host(), "copy to host", d_);

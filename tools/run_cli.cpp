@@ -10,6 +10,7 @@
 #include "graph/executor.h"
 #include "graph/inspect.h"
 #include "graph/models/models.h"
+#include "graph/onnx_export.h"
 #include "graph/passes/memory_plan.h"
 #include "graph/passes/pipeline.h"
 #include "graph/weights.h"
@@ -178,6 +179,51 @@ int run_inspect(const RunArgs& a) {
     return 0;
 }
 
+int run_export(const RunArgs& a) {
+    if (a.export_onnx == a.export_deploy) {
+        throw std::invalid_argument("lkc export: give exactly one of --onnx and --deploy");
+    }
+    graph::ModelOptions mo;
+    mo.batch = a.batch ? a.batch : 1;
+    mo.image_size = a.size;
+    mo.num_classes = a.classes;
+    graph::Graph g = graph::build_model(a.model, mo);
+    if (!a.weights.empty()) {
+        graph::load_weights(g, a.weights);
+    } else {
+        graph::init_weights(g, a.seed, graph::InitMode::Official);
+        std::fprintf(stderr, "lkc export: no --weights: parameters initialised from seed %llu\n",
+                     static_cast<unsigned long long>(a.seed));
+    }
+    if (a.export_onnx) {
+        // Forms priced by the taps ONNX Runtime computes (zeros included): strips, not sparse
+        // crosses (docs/onnx.md).
+        const graph::Graph d = graph::passes::deploy(g, graph::onnx_deploy_options());
+        graph::OnnxExportInfo info;
+        graph::export_onnx(d, a.export_out, graph::OnnxExportOptions{}, &info);
+        std::printf("wrote %s: %s deploy form, opset 17, input x [N, 3, %d, %d], output logits\n",
+                    a.export_out.c_str(), g.model.c_str(), a.size, a.size);
+        return 0;
+    }
+    // --deploy: the re-parameterised inference weights. --official-names: the family's official
+    // deploy checkpoint keys (loads into build_model(..., deploy = true) / the official code).
+    const std::string family = graph::model_info(a.model).family;
+    graph::Graph d;
+    if (a.export_official) {
+        d = graph::passes::official_deploy_keys(
+            graph::passes::deploy(g, graph::passes::official_deploy_options(family)), family);
+    } else {
+        d = graph::passes::deploy(g);
+    }
+    write_safetensors(
+        a.export_out, graph::state_dict(d),
+        {{"model", g.model}, {"form", a.export_official ? "official-deploy" : "lkc-deploy"}});
+    std::printf("wrote %s: %s deploy-form weights (%zu tensors)%s\n", a.export_out.c_str(),
+                g.model.c_str(), graph::state_dict(d).size(),
+                a.export_official ? ", official deploy key names" : "");
+    return 0;
+}
+
 }  // namespace
 
 void register_run(CLI::App& app, RunArgs& a) {
@@ -215,11 +261,29 @@ void register_run(CLI::App& app, RunArgs& a) {
     a.inspect->add_option("--batch", a.batch, "batch");
     a.inspect->add_option("--classes", a.classes, "classifier outputs")->capture_default_str();
     a.inspect->add_flag("--deploy", a.inspect_deploy, "also print the deploy-form graph");
+
+    a.exp = app.add_subcommand("export",
+                               "write a model's deploy form: ONNX, or re-parameterised weights");
+    a.exp->add_option("--model", a.model, "model name")->required();
+    a.exp->add_option("--weights", a.weights, "checkpoint (official train-form names)");
+    a.exp->add_flag("--onnx", a.export_onnx, "ONNX model (opset 17) of the deployed graph");
+    a.exp->add_flag("--deploy", a.export_deploy,
+                    "safetensors of the re-parameterised inference weights");
+    a.exp->add_flag(
+        "--official-names", a.export_official,
+        "with --deploy: the family's official deploy-form keys (RepLKNet, UniRepLKNet, ShiftWise)");
+    a.exp->add_option("--size", a.size, "input size")->capture_default_str();
+    a.exp->add_option("--classes", a.classes, "classifier outputs")->capture_default_str();
+    a.exp->add_option("--batch", a.batch, "batch (ONNX: the batch dimension is dynamic)");
+    a.exp->add_option("--seed", a.seed, "initialisation seed without --weights")
+        ->capture_default_str();
+    a.exp->add_option("-o,--output", a.export_out, "output file")->required();
 }
 
 int run_run(const RunArgs& a) {
     if (a.run && a.run->parsed()) return run_model(a);
     if (a.inspect && a.inspect->parsed()) return run_inspect(a);
+    if (a.exp && a.exp->parsed()) return run_export(a);
     return -1;
 }
 

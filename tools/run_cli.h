@@ -19,7 +19,10 @@ struct RunArgs {
     std::vector<std::string> records;
     // inspect
     bool inspect_deploy = false, inspect_nodes = true;
-    CLI::App *run = nullptr, *inspect = nullptr;
+    // export
+    std::string export_out, family;
+    bool export_onnx = false, export_deploy = false, export_official = false;
+    CLI::App *run = nullptr, *inspect = nullptr, *exp = nullptr;
 };
 
 void register_run(CLI::App& app, RunArgs& a);
