@@ -341,6 +341,7 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
             std::find(finalists.begin(), finalists.end(), res.hand_default.name) == finalists.end())
             finalists.push_back(res.hand_default.name);
         std::map<std::string, double> final_ms;
+        double spread = 0;  // largest relative IQR of the final runs
         if (o.final_check && finalists.size() > 1) {
             std::vector<Candidate> cs;
             std::vector<std::string> libs;
@@ -356,6 +357,11 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
                 for (size_t i = 0; i < cs.size(); ++i) {
                     if (ms[i].status != "ok") continue;
                     final_ms[cs[i].name] = ms[i].median_ms;
+                    std::vector<double> t = ms[i].times_ms;
+                    std::sort(t.begin(), t.end());
+                    if (t.size() >= 4 && ms[i].median_ms > 0)
+                        spread = std::max(spread, (t[t.size() * 3 / 4] - t[t.size() / 4]) /
+                                                      ms[i].median_ms);
                     Outcome out;
                     out.status = "ok";
                     out.median_ms = ms[i].median_ms;
@@ -369,15 +375,18 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
             auto it = final_ms.find(n);
             return it != final_ms.end() ? it->second : done[n].score_ms;
         };
-        // The fastest wins; within 2 % of it the earliest trial (deterministic under noise), and
-        // the hand default stays the choice unless something is more than 2 % faster.
+        // The fastest wins; within the tie margin of it the earliest trial, and the hand default
+        // stays the choice unless something is faster by more than the margin. The margin is 2 %,
+        // or the final runs' own spread (relative IQR) when the machine is noisier than that, so
+        // that two runs on the same machine pick the same schedule instead of the noise's.
+        const double margin = 1.0 + std::max(0.02, spread);
         double fastest = time_of(finalists[0]);
         for (const std::string& n : finalists) fastest = std::min(fastest, time_of(n));
         std::string win;
         for (const std::string& n : finalists)
-            if (time_of(n) <= fastest * 1.02 && (win.empty() || done[n].trial < done[win].trial))
+            if (time_of(n) <= fastest * margin && (win.empty() || done[n].trial < done[win].trial))
                 win = n;
-        if (def_ok && time_of(res.hand_default.name) <= fastest * 1.02) win = res.hand_default.name;
+        if (def_ok && time_of(res.hand_default.name) <= fastest * margin) win = res.hand_default.name;
         res.best = all[index.at(win)];
         res.best_ms = time_of(win);
         Outcome chosen = done[win];

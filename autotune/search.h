@@ -9,8 +9,9 @@
 //      measured schedules with the lowest calibrated model cost, else one of the 8 unmeasured
 //      candidates of lowest calibrated cost at random. The analytic cost (candidates.h) is
 //      calibrated per generator by the median ratio measured / model of its measured candidates;
-//   3. the best three (within 10 %) are measured again interleaved in one process, the fastest
-//      wins (within 2 %: the earlier trial).
+//   3. the best three (within 10 %) and the default are measured again interleaved in one
+//      process; the fastest wins (within max(2 %, the runs' relative IQR): the earlier trial, and
+//      the hand default over anything not clearly faster).
 // Strategy "random": the hand default, then uniformly random unmeasured candidates (the
 // baseline the model strategy is compared with).
 //

@@ -1,0 +1,70 @@
+// Dynamic sparsity (SLaK / ShiftwiseConv training, large_kernel_ops.md §2, §4): per-tensor 0/1
+// masks on every conv and linear weight, initialised uniformly, by ERK or from SNIP scores,
+// applied after every optimizer step, and every u steps pruned and regrown per layer.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "graph/ir.h"
+
+namespace lkc {
+namespace train {
+
+enum class MaskInit { Uniform, Erk, Snip };
+MaskInit parse_mask_init(const std::string& s);  // "uniform" | "erk" | "snip"
+
+// The masked tensors of a train-form graph: every Conv2d / depth-wise / Linear "weight*"
+// parameter with at least `min_elements` elements (the tiny 3x3 stems stay dense only when
+// smaller).
+std::vector<std::string> maskable_params(const graph::Graph& g, int64_t min_elements = 0);
+
+// Per-layer densities for a global density d (fraction of weights kept):
+//   uniform: d everywhere;
+//   ERK (RigL): d_l proportional to (sum of the dims) / (product of the dims), scaled so the kept
+//   total is d * total, layers that would exceed 1 set dense and the rest rescaled.
+std::map<std::string, double> layer_densities(const graph::Graph& g,
+                                              const std::vector<std::string>& keys, double d,
+                                              MaskInit init);
+
+class MaskSet {
+  public:
+    MaskSet() = default;
+    // Random masks with the given per-layer densities (each output channel's kernel its own
+    // pattern for depth-wise weights: the positions are drawn over the whole tensor).
+    void init_random(const graph::Graph& g, const std::map<std::string, double>& density,
+                     std::mt19937_64& rng);
+    // SNIP: keeps the globally largest scores |w * dL/dw| (one entry per weight), total density d.
+    void init_snip(const graph::Graph& g, const std::map<std::string, Tensor>& scores, double d);
+
+    // w *= mask for every masked parameter value in g.
+    void apply(graph::Graph& g) const;
+    // Per layer: removes round(rate * nonzeros) kept weights of smallest |w| and regrows as many at
+    // random positions that are zero in the mask (grown weights are set to 0 in g). Returns the
+    // number of weights moved (summed over layers).
+    int64_t prune_and_regrow(graph::Graph& g, double rate, std::mt19937_64& rng);
+    // Coarse ShiftwiseConv variant: masks whole k x k sub-kernels of the shift-wise weights
+    // ([R*nk, 1, k, k] or [R, nk, k, k]): prune by L1 of the sub-kernel, regrow at random.
+    int64_t prune_and_regrow_subkernels(graph::Graph& g, const std::string& key, int k, double rate,
+                                        std::mt19937_64& rng);
+
+    bool empty() const { return masks_.empty(); }
+    const std::map<std::string, Tensor>& masks() const { return masks_; }
+    std::map<std::string, Tensor>& masks() { return masks_; }
+    int64_t kept(const std::string& key) const;
+    int64_t total(const std::string& key) const;
+    double density() const;  // over all masked tensors
+
+  private:
+    std::map<std::string, Tensor> masks_;  // F32 0/1, the parameter's shape
+};
+
+// Cosine-decayed rate: rate * (1 + cos(pi * step / total)) / 2 (large_kernel_ops.md §2).
+double cosine_rate(double rate, int64_t step, int64_t total);
+
+}  // namespace train
+}  // namespace lkc

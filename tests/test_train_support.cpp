@@ -1,0 +1,175 @@
+// Training support without kernels: the Fashion-MNIST loader on the real dataset package
+// (counts, value ranges, label histogram) and on corrupt files; batches; dynamic-sparsity masks
+// (ERK densities meet the global density, prune/regrow keeps counts and zeroes grown weights,
+// masked weights stay zero); checkpoints round-trip every tensor and the RNG state exactly.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "graph/models/models.h"
+#include "graph/train/checkpoint.h"
+#include "graph/train/dataset.h"
+#include "graph/train/sparsity.h"
+#include "graph/weights.h"
+#include "runtime/safetensors.h"
+
+namespace lkc::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(FashionMnist, LoadsTheDebianPackage) {
+    if (!fs::exists(kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+    const Dataset d = load_idx_dataset(kFashionMnistDir);
+    EXPECT_EQ(d.train.count, 60000);
+    EXPECT_EQ(d.test.count, 10000);
+    EXPECT_EQ(d.train.rows, 28);
+    EXPECT_EQ(d.train.cols, 28);
+    // Fashion-MNIST is balanced: 6000 / 1000 images per class.
+    std::vector<int> h(10, 0);
+    for (uint8_t l : d.train.labels) ++h[l];
+    for (int c = 0; c < 10; ++c) EXPECT_EQ(h[size_t(c)], 6000) << "class " << c;
+    double mean = 0;
+    for (uint8_t p : d.train.images) mean += p / 255.0;
+    mean /= double(d.train.images.size());
+    EXPECT_NEAR(mean, 0.2860, 0.001);  // the published training-set mean
+    const Tensor b = make_batch(d.train, {0, 1, 2}, 32, 1);
+    EXPECT_EQ(b.shape(), (Shape{3, 1, 32, 32}));
+    const Tensor b28 = make_batch(d.train, {5}, 28, 3);
+    // At 28x28 the batch is the image itself, normalised, on every channel.
+    const uint8_t* img = d.train.images.data() + 5 * 784;
+    for (int i = 0; i < 784; ++i) {
+        const float want = float((img[i] / 255.0 - 0.2860) / 0.3530);
+        ASSERT_NEAR(b28.data<float>()[i], want, 1e-6);
+        ASSERT_NEAR(b28.data<float>()[784 * 2 + i], want, 1e-6);
+    }
+}
+
+void write_gz(const std::string& path, const std::vector<uint8_t>& bytes) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    gzwrite(f, bytes.data(), unsigned(bytes.size()));
+    gzclose(f);
+}
+
+std::vector<uint8_t> idx_header(uint32_t magic, std::vector<uint32_t> dims) {
+    std::vector<uint8_t> b;
+    for (uint32_t v : std::vector<uint32_t>{magic}) dims.insert(dims.begin(), v);
+    for (uint32_t v : dims)
+        for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(v >> s));
+    return b;
+}
+
+TEST(FashionMnist, CorruptFilesAreNamed) {
+    const fs::path dir = fs::temp_directory_path() / ("lkc_idx_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    auto img = idx_header(2051, {2, 28, 28});
+    img.resize(img.size() + 2 * 784, 7);
+    auto lab = idx_header(2049, {2});
+    lab.push_back(3);
+    lab.push_back(9);
+    write_gz((dir / "i.gz").string(), img);
+    write_gz((dir / "l.gz").string(), lab);
+    EXPECT_EQ(read_idx_pair((dir / "i.gz").string(), (dir / "l.gz").string()).count, 2);
+    // Truncated images.
+    auto cut = img;
+    cut.resize(cut.size() - 10);
+    write_gz((dir / "cut.gz").string(), cut);
+    try {
+        read_idx_pair((dir / "cut.gz").string(), (dir / "l.gz").string());
+        FAIL();
+    } catch (const DatasetError& e) {
+        EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+    }
+    // Wrong magic, label out of range, count mismatch, garbage compression, missing directory.
+    auto bad = img;
+    bad[3] = 0;
+    write_gz((dir / "bad.gz").string(), bad);
+    EXPECT_THROW(read_idx_pair((dir / "bad.gz").string(), (dir / "l.gz").string()), DatasetError);
+    auto lab2 = lab;
+    lab2.back() = 11;
+    write_gz((dir / "l2.gz").string(), lab2);
+    EXPECT_THROW(read_idx_pair((dir / "i.gz").string(), (dir / "l2.gz").string()), DatasetError);
+    {
+        std::ofstream f(dir / "junk.gz", std::ios::binary);
+        f << "\x1f\x8b\x08 this is not deflate data at all";
+    }
+    EXPECT_THROW(read_idx_pair((dir / "junk.gz").string(), (dir / "l.gz").string()), DatasetError);
+    EXPECT_THROW(load_idx_dataset((dir / "nope").string()), DatasetError);
+    EXPECT_THROW(load_idx_dataset(dir.string()), DatasetError);  // files missing
+    fs::remove_all(dir);
+}
+
+TEST(Sparsity, ErkMeetsTheGlobalDensityAndPruneRegrowKeepsCounts) {
+    graph::ModelOptions mo;
+    mo.image_size = 32;
+    mo.num_classes = 10;
+    graph::Graph g = graph::build_model("slak-test", mo);
+    graph::init_weights(g, 2, graph::InitMode::Test);
+    const auto keys = maskable_params(g);
+    ASSERT_FALSE(keys.empty());
+    for (MaskInit init : {MaskInit::Uniform, MaskInit::Erk}) {
+        const auto dens = layer_densities(g, keys, 0.6, init);
+        double kept = 0, total = 0;
+        for (const auto& [k, d] : dens) {
+            EXPECT_GE(d, 0.0);
+            EXPECT_LE(d, 1.0);
+            kept += d * double(shape_numel(g.param(k).shape));
+            total += double(shape_numel(g.param(k).shape));
+        }
+        EXPECT_NEAR(kept / total, 0.6, 1e-6);
+        std::mt19937_64 rng(5);
+        MaskSet m;
+        m.init_random(g, dens, rng);
+        EXPECT_NEAR(m.density(), 0.6, 0.01);
+        m.apply(g);
+        std::map<std::string, int64_t> before;
+        for (const auto& k : keys) before[k] = m.kept(k);
+        const int64_t moved = m.prune_and_regrow(g, 0.3, rng);
+        EXPECT_GT(moved, 0);
+        for (const auto& k : keys) {
+            EXPECT_EQ(m.kept(k), before[k]) << k;  // as many regrown as pruned
+            const Tensor& w = g.params.at(k).value;
+            const Tensor& mk = m.masks().at(k);
+            for (int64_t i = 0; i < w.numel(); ++i)
+                if (mk.data<float>()[i] == 0) ASSERT_EQ(w.data<float>()[i], 0.0f) << k;
+        }
+    }
+    EXPECT_THROW(parse_mask_init("magic"), std::invalid_argument);
+    EXPECT_NEAR(cosine_rate(0.5, 0, 100), 0.5, 1e-12);
+    EXPECT_NEAR(cosine_rate(0.5, 100, 100), 0.0, 1e-12);
+}
+
+TEST(Checkpoint, RoundTripsTensorsAndRngExactly) {
+    std::mt19937_64 rng(99);
+    for (int i = 0; i < 1000; ++i) rng();
+    CheckpointData c;
+    Tensor w(DType::F32, {3, 4});
+    for (int i = 0; i < 12; ++i) w.data<float>()[i] = float(i) * 0.25f - 1.0f;
+    c.tensors["stem.weight"] = w;
+    c.tensors["train.step"] = scalar_i64(1234);
+    c.tensors["train.epoch"] = scalar_i64(2);
+    c.tensors["train.batch_in_epoch"] = scalar_i64(17);
+    c.tensors["train.rng.data"] = rng_tensor(rng);
+    c.metadata["model"] = "slak-test";
+    const std::string p =
+        (fs::temp_directory_path() / ("lkc_ckpt_" + std::to_string(::getpid()) + ".safetensors"))
+            .string();
+    write_checkpoint(p, c);
+    const CheckpointData r = read_checkpoint(p);
+    EXPECT_EQ(scalar_value(r.tensors.at("train.step"), "step"), 1234);
+    std::mt19937_64 back = rng_from_tensor(r.tensors.at("train.rng.data"), "rng");
+    for (int i = 0; i < 100; ++i) ASSERT_EQ(back(), rng());
+    EXPECT_EQ(std::memcmp(r.tensors.at("stem.weight").raw(), w.raw(), w.nbytes()), 0);
+    EXPECT_EQ(r.metadata.at("model"), "slak-test");
+    // Not a checkpoint: a plain weights file.
+    write_safetensors(p, {{"stem.weight", w}});
+    EXPECT_THROW(read_checkpoint(p), std::runtime_error);
+    fs::remove(p);
+}
+
+}  // namespace
+}  // namespace lkc::train
