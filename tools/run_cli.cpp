@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <numeric>
+#include <set>
 
 #include "graph/cost.h"
 #include "graph/executor.h"
@@ -163,6 +164,19 @@ int run_inspect(const RunArgs& a) {
     mo.image_size = a.size;
     mo.num_classes = a.classes;
     graph::Graph g = graph::build_model(a.model, mo);
+    if (a.inspect_workloads) {
+        // The distinct depth-wise workloads the executor runs (deploy form as `lkc run` builds
+        // it): the list to tune before `lkc compile` (`lkc tune --shapes`).
+        graph::init_weights(g, 0);
+        graph::ExecOptions eo;
+        eo.records = a.records;
+        eo.no_records = a.no_records;
+        graph::Executor ex(g, eo);
+        std::set<std::string> seen;
+        for (const graph::LayerKernel& lk : ex.layer_kernels())
+            if (seen.insert(lk.workload).second) std::printf("%s\n", lk.workload.c_str());
+        return 0;
+    }
     graph::InspectOptions io;
     io.nodes = a.inspect_nodes;
     std::printf("%s", graph::inspect_text(g, io).c_str());
@@ -261,6 +275,8 @@ void register_run(CLI::App& app, RunArgs& a) {
     a.inspect->add_option("--batch", a.batch, "batch");
     a.inspect->add_option("--classes", a.classes, "classifier outputs")->capture_default_str();
     a.inspect->add_flag("--deploy", a.inspect_deploy, "also print the deploy-form graph");
+    a.inspect->add_flag("--workloads", a.inspect_workloads,
+                        "only the distinct depth-wise workloads the executor runs (for lkc tune --shapes)");
 
     a.exp = app.add_subcommand("export",
                                "write a model's deploy form: ONNX, or re-parameterised weights");

@@ -18,7 +18,7 @@ struct RunArgs {
     bool check_finite = false;
     std::vector<std::string> records;
     // inspect
-    bool inspect_deploy = false, inspect_nodes = true;
+    bool inspect_deploy = false, inspect_nodes = true, inspect_workloads = false;
     // export
     std::string export_out, family;
     bool export_onnx = false, export_deploy = false, export_official = false;
