@@ -78,6 +78,20 @@ foreach (op IN ITEMS affine unary binary select concat layernorm softmax grn avg
     lkc_add_kernel(NAME ops_${op} GENERATOR ops_${op})
 endforeach ()
 
+# Training kernels (generators/train_*_generators.cpp, runtime/train_ops.h, docs/train_ops.md).
+# GEMM weight gradient dW[co, k] = sum_p dy[co, p] x[k, p] (1x1 conv / Linear, and the dense conv
+# on im2col columns): t<tile>c<cob> = tile input channels x cob output blocks of 16 in registers,
+# pixels reduced in blocks of ~128 (whole rows). runtime/train_ops.cpp picks the variant. The
+# other training kernels have one schedule each.
+lkc_add_kernel(NAME train_gemm_wgrad_t8c2 GENERATOR train_gemm_wgrad PARAMS tile=8 cob=2)
+lkc_add_kernel(NAME train_gemm_wgrad_t4c4 GENERATOR train_gemm_wgrad PARAMS tile=4 cob=4
+               FAMILIES cpu)
+foreach (op IN ITEMS linear_transpose im2col col2im conv_wgrad_unpack unary_bwd binary_bwd
+                     channel_reduce avgpool_bwd select_bwd channel_slice bn_fwd bn_bwd
+                     layernorm_bwd grn_bwd xent adamw sgd ema axpby mask_mul)
+    lkc_add_kernel(NAME train_${op} GENERATOR train_${op})
+endforeach ()
+
 # Tuned variants: every schedule a distilled table in schedules/tuned/ names (written by
 # `lkc tune distill`) that is not one of the variants above is built for that table's family, so
 # the registry can run it (runtime/schedule_selection.cpp matches tables to variants by schedule).

@@ -39,6 +39,27 @@ KernelKind kind_of(const std::string& gen) {
     if (gen == "ops_softmax") return KernelKind::OpsSoftmax;
     if (gen == "ops_grn") return KernelKind::OpsGrn;
     if (gen == "ops_avgpool") return KernelKind::OpsAvgPool;
+    if (gen == "train_gemm_wgrad") return KernelKind::TrainGemmWgrad;
+    if (gen == "train_linear_transpose") return KernelKind::TrainLinearTranspose;
+    if (gen == "train_im2col") return KernelKind::TrainIm2col;
+    if (gen == "train_col2im") return KernelKind::TrainCol2im;
+    if (gen == "train_conv_wgrad_unpack") return KernelKind::TrainConvWgradUnpack;
+    if (gen == "train_unary_bwd") return KernelKind::TrainUnaryBwd;
+    if (gen == "train_binary_bwd") return KernelKind::TrainBinaryBwd;
+    if (gen == "train_channel_reduce") return KernelKind::TrainChannelReduce;
+    if (gen == "train_avgpool_bwd") return KernelKind::TrainAvgPoolBwd;
+    if (gen == "train_select_bwd") return KernelKind::TrainSelectBwd;
+    if (gen == "train_channel_slice") return KernelKind::TrainChannelSlice;
+    if (gen == "train_bn_fwd") return KernelKind::TrainBnFwd;
+    if (gen == "train_bn_bwd") return KernelKind::TrainBnBwd;
+    if (gen == "train_layernorm_bwd") return KernelKind::TrainLayerNormBwd;
+    if (gen == "train_grn_bwd") return KernelKind::TrainGrnBwd;
+    if (gen == "train_xent") return KernelKind::TrainXent;
+    if (gen == "train_adamw") return KernelKind::TrainAdamw;
+    if (gen == "train_sgd") return KernelKind::TrainSgd;
+    if (gen == "train_ema") return KernelKind::TrainEma;
+    if (gen == "train_axpby") return KernelKind::TrainAxpby;
+    if (gen == "train_mask_mul") return KernelKind::TrainMaskMul;
     throw std::logic_error("registry: unknown generator " + gen);
 }
 

@@ -35,6 +35,28 @@ enum class KernelKind {
     OpsSoftmax,    // ops_softmax: softmax over channels
     OpsGrn,        // ops_grn: global response normalisation
     OpsAvgPool,    // ops_avgpool: global average pool
+    // Training kernels (runtime/train_ops.h); never selected for depth-wise workloads.
+    TrainGemmWgrad,        // train_gemm_wgrad: GEMM weight gradient (packed layout)
+    TrainLinearTranspose,  // train_linear_transpose: packed W -> packed W^T
+    TrainIm2col,           // train_im2col: dense conv columns
+    TrainCol2im,           // train_col2im: adjoint of im2col (conv dx)
+    TrainConvWgradUnpack,  // train_conv_wgrad_unpack: column gradient -> [Co, Ci/g, kh, kw]
+    TrainUnaryBwd,         // train_unary_bwd: ReLU / GELU / sigmoid backward
+    TrainBinaryBwd,        // train_binary_bwd: add / mul backward with broadcasting
+    TrainChannelReduce,    // train_channel_reduce: per-channel sums (bias, affine gradients)
+    TrainAvgPoolBwd,       // train_avgpool_bwd: global average pool backward
+    TrainSelectBwd,        // train_select_bwd: channel select backward (gather form)
+    TrainChannelSlice,     // train_channel_slice: concat backward (split)
+    TrainBnFwd,            // train_bn_fwd: BatchNorm training forward + running statistics
+    TrainBnBwd,            // train_bn_bwd: BatchNorm backward
+    TrainLayerNormBwd,     // train_layernorm_bwd: LayerNorm backward
+    TrainGrnBwd,           // train_grn_bwd: GRN backward
+    TrainXent,             // train_xent: softmax cross-entropy with label smoothing
+    TrainAdamw,            // train_adamw: AdamW step over a flat buffer
+    TrainSgd,              // train_sgd: SGD (momentum, Nesterov) step over a flat buffer
+    TrainEma,              // train_ema: EMA of weights
+    TrainAxpby,            // train_axpby: y = a x + b y (scale / zero / accumulate gradients)
+    TrainMaskMul,          // train_mask_mul: w *= mask
 };
 
 struct KernelInfo {

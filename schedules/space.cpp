@@ -63,6 +63,15 @@ std::vector<GeneratorSpace> cpu_spaces() {
     for (const char* g : {"ops_affine", "ops_unary", "ops_binary", "ops_select", "ops_concat",
                           "ops_layernorm", "ops_softmax", "ops_grn", "ops_avgpool"})
         v.push_back({g, {}});
+    // Training kernels (runtime/train_ops.h). GEMM weight gradient: a register tile of `tile`
+    // input channels x `cob` output blocks (tile * cob + cob + tile <= 32 zmm), pixels reduced
+    // in blocks of ~`pixels`. The other training kernels have one schedule each.
+    v.push_back({"train_gemm_wgrad",
+                 {{"tile", "t", {"4", "8", "16"}, "8"},
+                  {"cob", "c", {"1", "2", "3", "4"}, "2"},
+                  {"pixels", "p", {"64", "128", "256", "512"}, "128"}}});
+    for (const char* g : {"train_linear_transpose", "train_im2col", "train_col2im", "train_conv_wgrad_unpack", "train_unary_bwd", "train_binary_bwd", "train_channel_reduce", "train_avgpool_bwd", "train_select_bwd", "train_channel_slice", "train_bn_fwd", "train_bn_bwd", "train_layernorm_bwd", "train_grn_bwd", "train_xent", "train_adamw", "train_sgd", "train_ema", "train_axpby", "train_mask_mul"})
+        v.push_back({g, {}});
     return v;
 }
 
@@ -102,6 +111,14 @@ std::vector<GeneratorSpace> gpu_spaces() {
                   {"gpu_tiles", "g", {"4", "8", "16"}, "8"}}});
     for (const char* g : {"ops_affine", "ops_unary", "ops_binary", "ops_select", "ops_concat",
                           "ops_layernorm", "ops_softmax", "ops_grn", "ops_avgpool"})
+        v.push_back({g, {}});
+    // Training kernels: the weight-gradient thread owns tile x cob outputs, gpu_tiles k tiles
+    // per thread block.
+    v.push_back({"train_gemm_wgrad",
+                 {{"tile", "t", {"8"}, "8"},
+                  {"cob", "c", {"2"}, "2"},
+                  {"gpu_tiles", "g", {"4", "8", "16"}, "8"}}});
+    for (const char* g : {"train_linear_transpose", "train_im2col", "train_col2im", "train_conv_wgrad_unpack", "train_unary_bwd", "train_binary_bwd", "train_channel_reduce", "train_avgpool_bwd", "train_select_bwd", "train_channel_slice", "train_bn_fwd", "train_bn_bwd", "train_layernorm_bwd", "train_grn_bwd", "train_xent", "train_adamw", "train_sgd", "train_ema", "train_axpby", "train_mask_mul"})
         v.push_back({g, {}});
     return v;
 }
