@@ -33,6 +33,7 @@
 #include "runtime/workload.h"
 #include "tools/compile_cli.h"
 #include "tools/run_cli.h"
+#include "tools/train_cli.h"
 #include "tools/tune_cli.h"
 
 #ifndef LKC_VERSION
@@ -276,6 +277,8 @@ int main(int argc, char** argv) {
     lkc::cli::register_run(app, run_args);
     lkc::cli::CompileArgs compile_args;
     lkc::cli::register_compile(app, compile_args);
+    lkc::cli::TrainArgs train_args;
+    lkc::cli::register_train(app, train_args);
 
     try {
         app.parse(argc, argv);
@@ -293,6 +296,8 @@ int main(int argc, char** argv) {
         rc = lkc::cli::run_run(run_args);
         if (rc >= 0) return rc;
         rc = lkc::cli::run_compile(compile_args);
+        if (rc >= 0) return rc;
+        rc = lkc::cli::run_train(train_args);
         if (rc >= 0) return rc;
         if (app.got_subcommand("version")) {
             std::printf("lkc %s\n", LKC_VERSION);

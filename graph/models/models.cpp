@@ -77,6 +77,10 @@ const std::vector<Entry>& registry() {
         add("replknet-test", "replknet", "(test variant)",
             "depths 1,1; channels 16,32; kernels 13,7 + 5x5",
             replknet({{13, 7}, {1, 1}, {16, 32}, 5, 1.0}));
+        // RepLKNet's block (13x13 + 5x5) for `lkc train` on Fashion-MNIST.
+        add("replknet-fmnist", "replknet", "(Fashion-MNIST net)",
+            "depths 1,1; channels 32,64; kernels 13,13 + 5x5",
+            replknet({{13, 13}, {1, 1}, {32, 64}, 5, 1.0}));
         // SLaK (SLaK_tiny / small / base with --width_factor 1.3 --kernel_size 51 49 47 13 5
         // --Decom True)
         add("slak-t", "slak", "SLaK_tiny",
@@ -91,6 +95,11 @@ const std::vector<Entry>& registry() {
         add("slak-test", "slak", "(test variant)",
             "depths 1,1; dims 15,31; kernels 13,7 as Kx5 + 5xK + 5x5",
             slak({{1, 1}, {12, 24}, {13, 7}, 5, 1.3}));
+        // The Fashion-MNIST net of `lkc train` (docs/training.md): SLaK's block (13x5 + 5x13 +
+        // 5x5 with BNs, LayerNorm, MLP, layer scale) at 32x32 (stages at 8x8 and 4x4).
+        add("slak-fmnist", "slak", "(Fashion-MNIST net)",
+            "depths 2,2; dims 48,96; kernels 13,13 as Kx5 + 5xK + 5x5",
+            slak({{2, 2}, {48, 96}, {13, 13}, 5, 1.0}));
         // UniRepLKNet (unireplknet_a ... unireplknet_xl)
         add("unireplknet-a", "unireplknet", "unireplknet_a", "depths 2,2,6,2; dims 40,80,160,320",
             unireplknet(uni({2, 2, 6, 2}, {40, 80, 160, 320})));

@@ -235,11 +235,11 @@ TEST(GraphModels, ShiftWiseTablesSpotValuesAndSlotForm) {
 TEST(GraphModels, ModelNamesRoundTrip) {
     std::vector<std::string> names = model_names();
     const std::vector<std::string> expected = {
-        "replknet-31b",  "replknet-31l",   "replknet-xl",      "replknet-test", "slak-t",
-        "slak-s",        "slak-b",         "slak-test",        "unireplknet-a", "unireplknet-f",
-        "unireplknet-p", "unireplknet-n",  "unireplknet-t",    "unireplknet-s", "unireplknet-b",
-        "unireplknet-l", "unireplknet-xl", "unireplknet-test", "shiftwise-t",   "shiftwise-s",
-        "shiftwise-test"};
+        "replknet-31b",  "replknet-31l",  "replknet-xl",   "replknet-test",  "replknet-fmnist",
+        "slak-t",        "slak-s",        "slak-b",        "slak-test",      "slak-fmnist",
+        "unireplknet-a", "unireplknet-f", "unireplknet-p", "unireplknet-n",  "unireplknet-t",
+        "unireplknet-s", "unireplknet-b", "unireplknet-l", "unireplknet-xl", "unireplknet-test",
+        "shiftwise-t",   "shiftwise-s",   "shiftwise-test"};
     EXPECT_EQ(names, expected);
     for (const std::string& n : names) {
         SCOPED_TRACE(n);

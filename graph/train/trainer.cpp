@@ -1,0 +1,1066 @@
+#include "graph/train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <set>
+
+#include "graph/executor.h"
+#include "graph/node_workload.h"
+#include "runtime/layers.h"
+#include "runtime/op_runner.h"
+#include "runtime/ops.h"
+#include "runtime/train_ops.h"
+
+namespace lkc {
+namespace train {
+
+namespace {
+
+using graph::Graph;
+using graph::Node;
+using graph::OpKind;
+using ops::BlockedTensor;
+using ops::ChannelVector;
+using Buf = Halide::Runtime::Buffer<float>;
+
+[[noreturn]] void fail(const Node& n, const std::string& what) {
+    throw graph::GraphError("trainer: node '" + n.name + "' (" + graph::op_name(n.op) +
+                            "): " + what);
+}
+
+Tensor f32(const Tensor& t) {
+    if (t.dtype() == DType::F32) {
+        Tensor r(DType::F32, t.shape());
+        std::memcpy(r.raw(), t.raw(), t.nbytes());
+        return r;
+    }
+    if (t.dtype() != DType::F64)
+        throw std::invalid_argument("trainer: a parameter is neither F32 nor F64");
+    Tensor r(DType::F32, t.shape());
+    for (int64_t i = 0; i < t.numel(); ++i) r.data<float>()[i] = float(t.data<double>()[i]);
+    return r;
+}
+
+Tensor reshaped(const Tensor& t, const Shape& s) {
+    Tensor out(t.dtype(), s);
+    if (out.numel() != t.numel()) throw std::logic_error("trainer: reshape of a different size");
+    std::memcpy(out.raw(), t.raw(), t.nbytes());
+    return out;
+}
+
+Buf zeros_like(const Buf& b) {
+    std::vector<int> ext;
+    for (int i = 0; i < b.dimensions(); ++i) ext.push_back(b.dim(i).extent());
+    Buf z(ext);
+    z.fill(0.0f);
+    return z;
+}
+
+Buf copy_buf(const Buf& b) {
+    Buf c = zeros_like(b);
+    c.copy_from(b);
+    return c;
+}
+
+// Per-channel vector (16, ceil(C/16)) <-> tensor of the parameter's shape.
+Tensor channel_tensor(const ChannelVector& v, const Shape& shape) {
+    const std::vector<float> vals = train_ops::channel_values(v);
+    Tensor t(DType::F32, shape);
+    std::copy(vals.begin(), vals.begin() + t.numel(), t.data<float>());
+    return t;
+}
+void set_channels(ChannelVector& v, const Tensor& t) {
+    const Tensor f = f32(t);
+    v.buf.fill(0.0f);
+    for (int64_t c = 0; c < f.numel(); ++c) v.buf(int(c % 16), int(c / 16)) = f.data<float>()[c];
+    v.buf.set_host_dirty();
+}
+
+double now_ms() {
+    using namespace std::chrono;
+    return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+// How a parameter is stored for the kernels.
+enum class Store {
+    Packed,    // PackedLinear::weight layout (1x1 conv / Linear weights)
+    Channels,  // ChannelVector (16, ceil(C/16)): biases, norms, GRN, layer scale
+    Plain,     // the graph's own row-major layout (k x k conv and depth-wise weights)
+};
+
+struct Slot {
+    std::string key;
+    Store store = Store::Plain;
+    Shape shape;         // the graph parameter's shape
+    int ci = 0, co = 0;  // Packed: in / out channels
+    Buf value, grad, m, v, ema, mask;
+    bool decay = false;  // weight decay (>= 2-D parameters only)
+    Tensor plain;        // Plain: the tensor whose storage `value` views
+    int version = 0;     // bumped at each update (dw layers re-pack)
+};
+
+struct NodeState {
+    // 1x1 conv / Linear
+    ops::PackedLinear lin, lin_t;
+    Halide::Runtime::Buffer<float, 3> dlin;
+    ChannelVector dbias;
+    bool has_bias = false;
+    // k x k conv
+    ops::ConvGeometry geom;
+    ops::PackedConv2d conv;
+    train_ops::PackedConv2dBackward convb;
+    Halide::Runtime::Buffer<float, 4> dconv;
+    // BatchNorm
+    train_ops::BatchNormTrain bn;
+    train_ops::BatchNormSaved saved;
+    ChannelVector dgamma, dbeta;
+    // LayerNorm / GRN / Scale
+    ops::LayerNormParams ln;
+    ops::GrnParams grn;
+    ops::ChannelAffine scale;
+    // ChannelSelect
+    ops::ChannelIndex index;
+    train_ops::ChannelSelectBackward index_b;
+    // Depth-wise families
+    Workload wl;
+    bool sparse = false;     // runs the sparse kernels (masked weights)
+    int sparse_choice = -1;  // measured at the first masked forward: 1 sparse, 0 dense kernels
+    std::unique_ptr<DwLayer> layer;
+    int layer_version = -1;
+    std::unique_ptr<OpRunner> bwd_data, bwd_weight;
+    std::vector<int> slots;  // parameter slots of the node, by role order
+    std::map<std::string, int> role_slot;
+    double fwd_ms = 0, bwd_ms = 0;
+};
+
+}  // namespace
+
+struct Trainer::Impl {
+    TrainOptions o;
+    Graph g;
+    Device d = Device::Cpu;
+    std::vector<Slot> slots;
+    std::map<std::string, int> slot_of;
+    std::vector<NodeState> ns;
+    std::vector<BlockedTensor> act, grad, scratch;
+    std::vector<bool> grad_set, needs_grad;
+    MaskSet masks;
+    std::mt19937_64 rng;
+    int64_t steps = 0;  // optimizer steps taken
+    int micro = 0;      // micro-batches since the last step
+    bool timing = false;
+
+    // ---- set-up ---------------------------------------------------------------------------
+
+    int add_slot(const std::string& key, Store store, Buf value, Tensor plain = Tensor(),
+                 int ci = 0, int co = 0) {
+        auto it = slot_of.find(key);
+        if (it != slot_of.end()) return it->second;
+        Slot s;
+        s.key = key;
+        s.store = store;
+        s.shape = g.param(key).shape;
+        s.ci = ci;
+        s.co = co;
+        s.value = value;
+        s.plain = plain;
+        s.grad = zeros_like(value);
+        s.m = zeros_like(value);
+        if (o.optimizer == "adamw") s.v = zeros_like(value);
+        if (o.ema_decay > 0) s.ema = copy_buf(value);
+        s.decay = s.shape.size() >= 2;
+        slots.push_back(std::move(s));
+        slot_of[key] = int(slots.size()) - 1;
+        return int(slots.size()) - 1;
+    }
+
+    Tensor value(const Node& n, const std::string& role) const {
+        return f32(g.param_value(n, role));
+    }
+
+    // A plain slot for (n, role): the tensor and a flat view of it.
+    int plain_slot(const Node& n, const std::string& role) {
+        const std::string key = n.param(role);
+        auto it = slot_of.find(key);
+        if (it != slot_of.end()) return it->second;
+        Tensor t = value(n, role);
+        Buf view(t.data<float>(), {int(t.numel())});
+        return add_slot(key, Store::Plain, view, t);
+    }
+
+    int channel_slot(const std::string& key, ChannelVector& v) {
+        return add_slot(key, Store::Channels, Buf(v.buf));
+    }
+
+    void setup_node(size_t i) {
+        const Node& n = g.nodes[i];
+        NodeState& s = ns[i];
+        auto bind = [&](const std::string& role, int slot) {
+            s.role_slot[role] = slot;
+            s.slots.push_back(slot);
+        };
+        switch (n.op) {
+            case OpKind::Conv2d:
+            case OpKind::Linear: {
+                const Tensor w = value(n, "weight");
+                Tensor b;
+                s.has_bias = n.has_param("bias");
+                if (s.has_bias) b = value(n, "bias");
+                const bool pointwise =
+                    n.op == OpKind::Linear ||
+                    (w.dim(2) == 1 && w.dim(3) == 1 && n.attrs.stride == 1 && n.attrs.pad_h == 0 &&
+                     n.attrs.pad_w == 0 && n.attrs.groups == 1 && n.attrs.dilation == 1);
+                if (pointwise) {
+                    s.lin = ops::pack_linear(w, s.has_bias ? &b : nullptr);
+                    s.lin_t = train_ops::make_linear_transposed(s.lin);
+                    train_ops::transpose_linear(s.lin, s.lin_t, d);
+                    s.dlin =
+                        train_ops::make_linear_weight_grad(s.lin.in_channels, s.lin.out_channels);
+                    const int sw = add_slot(n.param("weight"), Store::Packed, Buf(s.lin.weight),
+                                            Tensor(), s.lin.in_channels, s.lin.out_channels);
+                    bind("weight", sw);
+                    slots[size_t(sw)].grad = Buf(s.dlin);
+                    if (s.has_bias) {
+                        const int sb = channel_slot(n.param("bias"), s.lin.bias);
+                        bind("bias", sb);
+                        s.dbias = train_ops::make_channel_grad(s.lin.out_channels);
+                        slots[size_t(sb)].grad = Buf(s.dbias.buf);
+                    }
+                } else {
+                    s.geom.stride = n.attrs.stride;
+                    s.geom.pad_h = n.attrs.pad_h;
+                    s.geom.pad_w = n.attrs.pad_w;
+                    s.geom.dilation = n.attrs.dilation;
+                    s.geom.groups = n.attrs.groups;
+                    const int sw = plain_slot(n, "weight");
+                    bind("weight", sw);
+                    s.conv = ops::pack_conv2d(slots[size_t(sw)].plain, s.has_bias ? &b : nullptr,
+                                              s.geom);
+                    s.convb = train_ops::pack_conv2d_backward(slots[size_t(sw)].plain, s.geom);
+                    s.dconv = train_ops::make_conv2d_weight_grad(s.convb);
+                    // The optimizer's gradient is the flat view of dconv ([Co, Ci/g, kh, kw]).
+                    slots[size_t(sw)].grad =
+                        Buf(s.dconv.data(), {int(s.dconv.number_of_elements())});
+                    if (s.has_bias) {
+                        const int sb = channel_slot(n.param("bias"), s.conv.bias);
+                        bind("bias", sb);
+                        s.dbias = train_ops::make_channel_grad(int(w.dim(0)));
+                        slots[size_t(sb)].grad = Buf(s.dbias.buf);
+                    }
+                }
+                return;
+            }
+            case OpKind::DwConv2d:
+            case OpKind::DwConv2dMulti:
+            case OpKind::DwConv2dSparse:
+            case OpKind::ShiftWise: {
+                const auto w = graph::node_workload(g, n, Pass::Fwd);
+                if (!w) fail(n, "outside the depth-wise kernels' limits");
+                s.wl = *w;
+                if (n.op == OpKind::ShiftWise && n.has_param("ah"))
+                    fail(n, "the fused inference form is not a train form");
+                for (const auto& [role, key] : n.params) {
+                    (void)key;
+                    bind(role, plain_slot(n, role));
+                }
+                return;
+            }
+            case OpKind::BatchNorm: {
+                s.bn = train_ops::pack_batchnorm_train(value(n, "weight"), value(n, "bias"),
+                                                       value(n, "running_mean"),
+                                                       value(n, "running_var"), n.attrs.eps);
+                s.saved = train_ops::make_batchnorm_saved(int(g.param(n.param("weight")).shape[0]));
+                const int C = int(g.param(n.param("weight")).shape[0]);
+                s.dgamma = train_ops::make_channel_grad(C);
+                s.dbeta = train_ops::make_channel_grad(C);
+                const int sg = channel_slot(n.param("weight"), s.bn.gamma);
+                const int sb = channel_slot(n.param("bias"), s.bn.beta);
+                slots[size_t(sg)].grad = Buf(s.dgamma.buf);
+                slots[size_t(sb)].grad = Buf(s.dbeta.buf);
+                bind("weight", sg);
+                bind("bias", sb);
+                return;
+            }
+            case OpKind::LayerNorm: {
+                s.ln = ops::pack_layer_norm(value(n, "weight"), value(n, "bias"), n.attrs.eps);
+                const int C = int(shape_numel(g.param(n.param("weight")).shape));
+                s.dgamma = train_ops::make_channel_grad(C);
+                s.dbeta = train_ops::make_channel_grad(C);
+                const int sw = channel_slot(n.param("weight"), s.ln.weight);
+                const int sb = channel_slot(n.param("bias"), s.ln.bias);
+                slots[size_t(sw)].grad = Buf(s.dgamma.buf);
+                slots[size_t(sb)].grad = Buf(s.dbeta.buf);
+                bind("weight", sw);
+                bind("bias", sb);
+                return;
+            }
+            case OpKind::Grn: {
+                Tensor beta;
+                if (n.has_param("beta")) beta = value(n, "beta");
+                s.grn =
+                    ops::pack_grn(value(n, "gamma"), beta.empty() ? nullptr : &beta, n.attrs.eps);
+                const int C = int(shape_numel(g.param(n.param("gamma")).shape));
+                s.dgamma = train_ops::make_channel_grad(C);
+                s.dbeta = train_ops::make_channel_grad(C);
+                const int sg = channel_slot(n.param("gamma"), s.grn.gamma);
+                slots[size_t(sg)].grad = Buf(s.dgamma.buf);
+                bind("gamma", sg);
+                if (n.has_param("beta")) {
+                    const int sb = channel_slot(n.param("beta"), s.grn.beta);
+                    slots[size_t(sb)].grad = Buf(s.dbeta.buf);
+                    bind("beta", sb);
+                }
+                return;
+            }
+            case OpKind::Scale: {
+                s.scale = ops::layer_scale_affine(value(n, "weight"));
+                const int C = int(shape_numel(g.param(n.param("weight")).shape));
+                s.dgamma = train_ops::make_channel_grad(C);
+                const int sw = channel_slot(n.param("weight"), s.scale.scale);
+                slots[size_t(sw)].grad = Buf(s.dgamma.buf);
+                bind("weight", sw);
+                return;
+            }
+            case OpKind::ChannelSelect: {
+                const int C = int(g.tensor(n.inputs[0]).shape[1]);
+                s.index = ops::pack_channel_index(g.constant_value(n, "index"), C);
+                s.index_b = train_ops::pack_channel_select_backward(s.index);
+                return;
+            }
+            case OpKind::Gelu:
+            case OpKind::Relu:
+            case OpKind::Sigmoid:
+            case OpKind::Add:
+            case OpKind::Mul:
+            case OpKind::GlobalAvgPool:
+            case OpKind::Concat:
+            case OpKind::Flatten:
+                return;
+            default:
+                fail(n, "no training support for this op");
+        }
+    }
+
+    // ---- depth-wise layers ---------------------------------------------------------------
+
+    std::map<std::string, Tensor> dw_params(const Node& n, NodeState& s) {
+        std::map<std::string, Tensor> p;
+        const Workload& w = s.wl;
+        auto slot_tensor = [&](const std::string& role) -> Tensor& {
+            return slots[size_t(s.role_slot.at(role))].plain;
+        };
+        if (w.op == Op::ShiftWise) {
+            const int R = w.c, nk = w.num_sub_kernels(), k = w.small_k;
+            Tensor sum(DType::F32, {R, nk, k, k});
+            for (const auto& [role, slot] : s.role_slot) {
+                if (role.rfind("weight", 0) != 0) continue;
+                const Tensor& t = slots[size_t(slot)].plain;
+                for (int64_t i = 0; i < t.numel(); ++i) sum.data<float>()[i] += t.data<float>()[i];
+            }
+            p["w"] = sum;
+            for (const char* r : {"slot_h", "slot_v", "ident"}) p[r] = g.constant_value(n, r);
+        } else if (w.op == Op::DwConv2dMulti) {
+            for (size_t b = 0; b < w.branches.size(); ++b)
+                p["w" + std::to_string(b)] = slot_tensor("weight" + std::to_string(b));
+        } else {
+            p["w"] = slot_tensor("weight");
+            if (w.op == Op::DwConv2dSparse) p["mask"] = f32(g.constant_value(n, "mask"));
+        }
+        if (s.role_slot.count("bias") && w.op != Op::ShiftWise) p["b"] = slot_tensor("bias");
+        return p;
+    }
+
+    int node_version(const NodeState& s) const {
+        int v = 0;
+        for (int sl : s.slots) v += slots[size_t(sl)].version;
+        return v;
+    }
+
+    // Dense layers with masked weights run the sparse kernels when those measure faster: at the
+    // first masked forward both layers are built and run on the batch (median of 3, layer set-up
+    // included: weights change every step, so the tap lists are rebuilt every step too). The
+    // masks keep their counts through prune-and-regrow, so the choice holds for the run.
+    Workload run_workload(const Node& n, NodeState& s, const std::map<std::string, Tensor>& p) {
+        Workload w = s.wl;
+        s.sparse = false;
+        if (w.op != Op::DwConv2d || !s.role_slot.count("weight") ||
+            !masks.masks().count(n.param("weight")))
+            return w;
+        Workload sp = w;
+        sp.op = Op::DwConv2dSparse;
+        if (s.sparse_choice < 0) {
+            std::map<std::string, Tensor> ps = p;
+            ps["mask"] = masks.masks().at(n.param("weight"));
+            const BlockedTensor& x = act[size_t(n.inputs[0])];
+            Blocked& y = act[size_t(n.outputs[0])].buf;
+            auto time_ms = [&](const Workload& wl, const std::map<std::string, Tensor>& params) {
+                std::vector<double> t;
+                for (int r = 0; r < 3; ++r) {
+                    const double t0 = now_ms();
+                    make_dw_layer(wl, d, params)->run(x.buf, y);
+                    t.push_back(now_ms() - t0);
+                }
+                std::sort(t.begin(), t.end());
+                return t[1];
+            };
+            s.sparse_choice = time_ms(sp, ps) < time_ms(w, p) ? 1 : 0;
+        }
+        s.sparse = s.sparse_choice == 1;
+        return s.sparse ? sp : w;
+    }
+
+    void dw_forward(const Node& n, NodeState& s) {
+        const int ver = node_version(s);
+        if (!s.layer || s.layer_version != ver) {
+            std::map<std::string, Tensor> p = dw_params(n, s);
+            Workload w = run_workload(n, s, p);
+            if (s.sparse) p["mask"] = masks.masks().at(n.param("weight"));
+            s.layer = make_dw_layer(w, d, p);
+            s.layer_version = ver;
+            Workload bd = w, bw = w;
+            bd.pass = Pass::BwdData;
+            bw.pass = Pass::BwdWeight;
+            if (!s.bwd_data || s.bwd_data->workload() != bd) s.bwd_data = make_runner(bd, d);
+            if (!s.bwd_weight || s.bwd_weight->workload() != bw) s.bwd_weight = make_runner(bw, d);
+        }
+        const BlockedTensor& x = act[size_t(n.inputs[0])];
+        if (n.outputs.size() == 1) {
+            s.layer->run(x.buf, act[size_t(n.outputs[0])].buf);
+        } else {
+            std::vector<Blocked*> ys;
+            for (int o : n.outputs) ys.push_back(&act[size_t(o)].buf);
+            s.layer->run(x.buf, ys);
+        }
+    }
+
+    void dw_backward(const Node& n, NodeState& s) {
+        const Workload& w = s.bwd_data->workload();
+        std::map<std::string, Tensor> p = dw_params(n, s);
+        if (s.sparse) p["mask"] = masks.masks().at(n.param("weight"));
+        // dy tensors in file layout.
+        std::map<std::string, Tensor> dys;
+        if (w.op == Op::ShiftWise) {
+            const char* names[] = {"dyh", "dyv", "dys"};
+            for (size_t k = 0; k < 3; ++k) {
+                const int o = n.outputs[k];
+                dys[names[k]] = grad_set[size_t(o)] ? ops::from_blocked_tensor(grad[size_t(o)])
+                                                    : Tensor(DType::F32, g.tensor(o).shape);
+            }
+        } else {
+            dys["dy"] = ops::from_blocked_tensor(grad[size_t(n.outputs[0])]);
+        }
+        const int in = n.inputs[0];
+        if (needs_grad[size_t(in)]) {
+            std::map<std::string, Tensor> bin = dys;
+            for (const auto& [k, t] : p)
+                if (k != "b") bin[k] = t;
+            s.bwd_data->set_inputs(bin);
+            s.bwd_data->run();
+            const Tensor dx = s.bwd_data->outputs().at("dx");
+            add_grad(in, ops::to_blocked_tensor(dx));
+        }
+        std::map<std::string, Tensor> win = dys;
+        win["x"] = ops::from_blocked_tensor(act[size_t(in)]);
+        if (w.op == Op::ShiftWise) {
+            for (const char* r : {"slot_h", "slot_v", "ident"}) win[r] = p.at(r);
+        }
+        if (s.sparse || w.op == Op::DwConv2dSparse) win["mask"] = p.at("mask");
+        s.bwd_weight->set_inputs(win);
+        s.bwd_weight->run();
+        const auto out = s.bwd_weight->outputs();
+        auto add_to = [&](int slot, const Tensor& t) {
+            Buf& gb = slots[size_t(slot)].grad;
+            float* q = gb.data();
+            for (int64_t i = 0; i < t.numel(); ++i) q[i] += t.data<float>()[i];
+            gb.set_host_dirty();
+        };
+        for (const auto& [role, slot] : s.role_slot) {
+            if (role == "bias") {
+                add_to(slot, out.at("db"));
+            } else if (w.op == Op::DwConv2dMulti) {
+                add_to(slot, out.at("dw" + role.substr(6)));
+            } else {
+                add_to(slot, out.at("dw"));  // shift-wise paths: the gradient of their sum
+            }
+        }
+    }
+
+    // ---- gradient bookkeeping --------------------------------------------------------------
+
+    // grad[id] += t (or = t on the first contribution).
+    void add_grad(int id, const BlockedTensor& t) {
+        if (!needs_grad[size_t(id)]) return;
+        if (!grad_set[size_t(id)]) {
+            grad[size_t(id)].buf.copy_from(t.buf);
+            grad[size_t(id)].buf.set_host_dirty();
+            grad_set[size_t(id)] = true;
+        } else {
+            ops::binary(ops::Binary::Add, grad[size_t(id)], t, grad[size_t(id)], d);
+        }
+    }
+    // The buffer a backward kernel writes input id's contribution into: grad[id] itself on the
+    // first contribution, else scratch[id] (added by commit()).
+    BlockedTensor& grad_out(int id) {
+        return grad_set[size_t(id)] ? scratch[size_t(id)] : grad[size_t(id)];
+    }
+    void commit(int id) {
+        if (!grad_set[size_t(id)]) {
+            grad_set[size_t(id)] = true;
+        } else {
+            ops::binary(ops::Binary::Add, grad[size_t(id)], scratch[size_t(id)], grad[size_t(id)],
+                        d);
+        }
+    }
+
+    // ---- forward / backward ----------------------------------------------------------------
+
+    void forward_node(size_t i) {
+        const Node& n = g.nodes[i];
+        NodeState& s = ns[i];
+        auto X = [&](int k) -> BlockedTensor& { return act[size_t(n.inputs[size_t(k)])]; };
+        BlockedTensor& Y = act[size_t(n.outputs.empty() ? 0 : n.outputs[0])];
+        switch (n.op) {
+            case OpKind::Conv2d:
+            case OpKind::Linear:
+                if (s.lin.in_channels) {
+                    ops::gemm(X(0), s.lin, ops::Epilogue{}, Y, d);
+                } else {
+                    ops::conv2d(X(0), s.conv, ops::Act::None, Y, d);
+                }
+                return;
+            case OpKind::DwConv2d:
+            case OpKind::DwConv2dMulti:
+            case OpKind::DwConv2dSparse:
+            case OpKind::ShiftWise:
+                return dw_forward(n, s);
+            case OpKind::BatchNorm:
+                return train_ops::batchnorm_forward_train(X(0), s.bn, Y, s.saved, d);
+            case OpKind::LayerNorm:
+                return ops::layer_norm(X(0), s.ln, Y, d);
+            case OpKind::Grn:
+                return ops::grn(X(0), s.grn, Y, d);
+            case OpKind::Gelu:
+                return ops::unary(ops::Unary::Gelu, X(0), Y, d);
+            case OpKind::Relu:
+                return ops::unary(ops::Unary::Relu, X(0), Y, d);
+            case OpKind::Sigmoid:
+                return ops::unary(ops::Unary::Sigmoid, X(0), Y, d);
+            case OpKind::Add:
+                return ops::binary(ops::Binary::Add, X(0), X(1), Y, d);
+            case OpKind::Mul:
+                return ops::binary(ops::Binary::Mul, X(0), X(1), Y, d);
+            case OpKind::Scale:
+                return ops::affine(X(0), s.scale, ops::Act::None, Y, d);
+            case OpKind::GlobalAvgPool:
+                return ops::global_avg_pool(X(0), Y, d);
+            case OpKind::ChannelSelect:
+                return ops::channel_select(X(0), s.index, Y, d);
+            case OpKind::Concat:
+                return ops::concat(X(0), X(1), Y, d);
+            case OpKind::Flatten:
+                ops::to_host(X(0));
+                Y.buf.copy_from(X(0).buf);
+                Y.buf.set_host_dirty();
+                return;
+            default:
+                fail(n, "no training support for this op");
+        }
+    }
+
+    void backward_node(size_t i) {
+        const Node& n = g.nodes[i];
+        NodeState& s = ns[i];
+        bool any = false;
+        for (int o : n.outputs) any = any || grad_set[size_t(o)];
+        if (!any) return;
+        const int out = n.outputs.empty() ? -1 : n.outputs[0];
+        BlockedTensor& dY = grad[size_t(out)];
+        auto in = [&](int k) { return n.inputs[size_t(k)]; };
+        auto X = [&](int k) -> BlockedTensor& { return act[size_t(in(k))]; };
+        auto need = [&](int k) { return bool(needs_grad[size_t(in(k))]); };
+        switch (n.op) {
+            case OpKind::Conv2d:
+            case OpKind::Linear:
+                if (s.lin.in_channels) {
+                    if (need(0)) {
+                        train_ops::linear_backward_data(dY, s.lin_t, grad_out(in(0)), d);
+                        commit(in(0));
+                    }
+                    train_ops::linear_backward_weight(X(0), dY, s.dlin,
+                                                      s.has_bias ? &s.dbias : nullptr, d,
+                                                      /*accumulate=*/true);
+                } else {
+                    BlockedTensor* dx = need(0) ? &grad_out(in(0)) : nullptr;
+                    train_ops::conv2d_backward(X(0), dY, s.convb, dx, &s.dconv,
+                                               s.has_bias ? &s.dbias : nullptr, d, true);
+                    if (dx) commit(in(0));
+                }
+                return;
+            case OpKind::DwConv2d:
+            case OpKind::DwConv2dMulti:
+            case OpKind::DwConv2dSparse:
+            case OpKind::ShiftWise:
+                return dw_backward(n, s);
+            case OpKind::BatchNorm:
+                train_ops::batchnorm_backward(X(0), dY, s.bn.gamma, s.saved, grad_out(in(0)),
+                                              s.dgamma, s.dbeta, d, true);
+                if (need(0)) commit(in(0));
+                return;
+            case OpKind::LayerNorm:
+                train_ops::layer_norm_backward(X(0), s.ln, dY, grad_out(in(0)), s.dgamma, s.dbeta,
+                                               d, true);
+                if (need(0)) commit(in(0));
+                return;
+            case OpKind::Grn:
+                train_ops::grn_backward(X(0), s.grn, dY, grad_out(in(0)), s.dgamma, s.dbeta, d,
+                                        true);
+                if (need(0)) commit(in(0));
+                return;
+            case OpKind::Gelu:
+            case OpKind::Relu:
+            case OpKind::Sigmoid: {
+                if (!need(0)) return;
+                const train_ops::UnaryGrad op = n.op == OpKind::Gelu ? train_ops::UnaryGrad::Gelu
+                                                : n.op == OpKind::Relu
+                                                    ? train_ops::UnaryGrad::Relu
+                                                    : train_ops::UnaryGrad::Sigmoid;
+                const BlockedTensor& v = n.op == OpKind::Sigmoid ? act[size_t(out)] : X(0);
+                train_ops::unary_backward(op, v, dY, grad_out(in(0)), d);
+                commit(in(0));
+                return;
+            }
+            case OpKind::Add:
+            case OpKind::Mul: {
+                const ops::Binary op = n.op == OpKind::Add ? ops::Binary::Add : ops::Binary::Mul;
+                const bool same = X(0).shape() == X(1).shape() && X(0).shape() == dY.shape();
+                if (op == ops::Binary::Add && same) {
+                    for (int k = 0; k < 2; ++k) add_grad(in(k), dY);  // dy flows to both
+                    return;
+                }
+                BlockedTensor* da = need(0) ? &grad_out(in(0)) : nullptr;
+                // The two inputs may be the same tensor (x * x): the second goes to a temporary.
+                BlockedTensor tmp_b;
+                BlockedTensor* db = nullptr;
+                if (need(1)) {
+                    if (in(1) == in(0)) {
+                        tmp_b =
+                            ops::make_blocked_tensor(X(1).n(), X(1).channels, X(1).h(), X(1).w());
+                        db = &tmp_b;
+                    } else {
+                        db = &grad_out(in(1));
+                    }
+                }
+                train_ops::binary_backward(op, X(0), X(1), dY, da, db, d);
+                if (da) commit(in(0));
+                if (db == &tmp_b) {
+                    add_grad(in(1), tmp_b);
+                } else if (db) {
+                    commit(in(1));
+                }
+                return;
+            }
+            case OpKind::Scale: {
+                BlockedTensor* dx = need(0) ? &grad_out(in(0)) : nullptr;
+                train_ops::affine_backward(X(0), s.scale.scale, dY, dx, &s.dgamma, nullptr, d,
+                                           true);
+                if (dx) commit(in(0));
+                return;
+            }
+            case OpKind::GlobalAvgPool:
+                if (!need(0)) return;
+                train_ops::global_avg_pool_backward(dY, grad_out(in(0)), d);
+                commit(in(0));
+                return;
+            case OpKind::ChannelSelect:
+                if (!need(0)) return;
+                train_ops::channel_select_backward(dY, s.index_b, grad_out(in(0)), d);
+                commit(in(0));
+                return;
+            case OpKind::Concat: {
+                BlockedTensor& da = grad_out(in(0));
+                BlockedTensor& db = grad_out(in(1));
+                train_ops::concat_backward(dY, da, db, d);
+                if (need(0)) commit(in(0));
+                if (need(1)) commit(in(1));
+                return;
+            }
+            case OpKind::Flatten:
+                if (!need(0)) return;
+                ops::to_host(dY);
+                grad_out(in(0)).buf.copy_from(dY.buf);
+                grad_out(in(0)).buf.set_host_dirty();
+                commit(in(0));
+                return;
+            default:
+                fail(n, "no training support for this op");
+        }
+    }
+
+    // ---- optimizer -------------------------------------------------------------------------
+
+    double lr_at(int64_t step) const {
+        if (step < o.warmup_steps)
+            return o.lr * double(step + 1) / double(std::max<int64_t>(1, o.warmup_steps));
+        const double t = double(step - o.warmup_steps) /
+                         double(std::max<int64_t>(1, o.total_steps - o.warmup_steps));
+        return o.min_lr + (o.lr - o.min_lr) * 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, t)));
+    }
+
+    void optimizer_step() {
+        const double lr = lr_at(steps);
+        const double scale = 1.0 / double(std::max(1, o.grad_accum));
+        ++steps;
+        for (Slot& s : slots) {
+            if (o.optimizer == "adamw") {
+                train_ops::AdamWConfig c;
+                c.lr = lr;
+                c.beta1 = o.beta1;
+                c.beta2 = o.beta2;
+                c.weight_decay = s.decay ? o.weight_decay : 0.0;
+                train_ops::adamw_step(s.value, s.grad, s.m, s.v, c, steps, d, scale);
+            } else {
+                train_ops::SgdConfig c;
+                c.lr = lr;
+                c.momentum = o.momentum;
+                c.weight_decay = s.decay ? o.weight_decay : 0.0;
+                train_ops::sgd_step(s.value, s.grad, s.m, c, steps, d, scale);
+            }
+            if (s.mask.data()) train_ops::mask_multiply(s.value, s.mask, d);
+            if (s.ema.data()) train_ops::ema_update(s.ema, s.value, o.ema_decay, d);
+            ++s.version;
+        }
+        after_update();
+    }
+
+    // Re-derive what depends on updated weights: W^T of the GEMMs, packed k x k convs, plain
+    // tensors from the host copies.
+    void after_update() {
+        for (size_t i = 0; i < g.nodes.size(); ++i) {
+            const Node& n = g.nodes[i];
+            NodeState& s = ns[i];
+            if ((n.op == OpKind::Conv2d || n.op == OpKind::Linear) && s.lin.in_channels) {
+                train_ops::transpose_linear(s.lin, s.lin_t, d);
+            } else if (n.op == OpKind::Conv2d) {
+                Slot& w = slots[size_t(s.role_slot.at("weight"))];
+                check_halide(w.value.copy_to_host(), "copy to host", d);
+                // Re-pack the weight only: the bias buffer is the optimizer slot's own storage.
+                const ChannelVector bias = s.conv.bias;
+                s.conv = ops::pack_conv2d(w.plain, nullptr, s.geom);
+                if (s.has_bias) s.conv.bias = bias;
+                s.convb = train_ops::pack_conv2d_backward(w.plain, s.geom);
+            }
+        }
+        for (Slot& s : slots)
+            if (s.store == Store::Plain) check_halide(s.value.copy_to_host(), "copy to host", d);
+    }
+
+    void zero_grads() {
+        for (Slot& s : slots) {
+            s.grad.fill(0.0f);
+            s.grad.set_host_dirty();
+        }
+    }
+
+    // ---- masks -----------------------------------------------------------------------------
+
+    // The slot layout of a graph-shaped mask tensor.
+    Buf slot_mask(const Slot& s, const Tensor& m) {
+        if (s.store == Store::Packed) {
+            const ops::PackedLinear pm = ops::pack_linear(reshaped(m, {s.co, s.ci}), nullptr);
+            return copy_buf(Buf(pm.weight));
+        }
+        Buf b(static_cast<int>(m.numel()));
+        std::copy(m.data<float>(), m.data<float>() + m.numel(), b.data());
+        b.set_host_dirty();
+        return b;
+    }
+    void install_masks() {
+        for (const auto& [key, m] : masks.masks()) {
+            Slot& s = slots[size_t(slot_of.at(key))];
+            s.mask = slot_mask(s, m);
+            train_ops::mask_multiply(s.value, s.mask, d);
+            ++s.version;
+        }
+        after_update();
+    }
+
+    // The graph-shaped tensor of a slot buffer (value, state).
+    Tensor tensor_of(const Slot& s, const Buf& b) const {
+        Buf hb = b;
+        check_halide(hb.copy_to_host(), "copy to host", d);
+        if (s.store == Store::Packed) {
+            Halide::Runtime::Buffer<float, 3> p(hb);
+            return reshaped(train_ops::unpack_linear(p, s.ci, s.co), s.shape);
+        }
+        if (s.store == Store::Channels) {
+            ChannelVector v;
+            v.buf = Halide::Runtime::Buffer<float, 2>(hb);
+            v.channels = int(shape_numel(s.shape));
+            return channel_tensor(v, s.shape);
+        }
+        Tensor t(DType::F32, s.shape);
+        std::copy(hb.data(), hb.data() + t.numel(), t.data<float>());
+        return t;
+    }
+    void set_from_tensor(Slot& s, Buf& b, const Tensor& t0) {
+        const Tensor t = f32(t0);
+        if (t.numel() != shape_numel(s.shape))
+            throw std::runtime_error("checkpoint tensor for '" + s.key + "' has the wrong size");
+        if (s.store == Store::Packed) {
+            const ops::PackedLinear p = ops::pack_linear(reshaped(t, {s.co, s.ci}), nullptr);
+            b.copy_from(Buf(p.weight));
+        } else if (s.store == Store::Channels) {
+            b.fill(0.0f);
+            for (int64_t c = 0; c < t.numel(); ++c)
+                b(int(c % 16), int(c / 16)) = t.data<float>()[c];
+        } else {
+            std::copy(t.data<float>(), t.data<float>() + t.numel(), b.data());
+        }
+        b.set_host_dirty();
+    }
+};
+
+Trainer::Trainer(const graph::Graph& g, const TrainOptions& o) : impl_(std::make_unique<Impl>()) {
+    install_halide_error_handler();
+    Impl& m = *impl_;
+    if (o.optimizer != "adamw" && o.optimizer != "sgd") {
+        throw std::invalid_argument("optimizer '" + o.optimizer + "': expected adamw or sgd");
+    }
+    if (o.grad_accum < 1) throw std::invalid_argument("grad_accum must be >= 1");
+    if (o.sparsity < 0 || o.sparsity >= 1)
+        throw std::invalid_argument("sparsity must be in [0, 1)");
+    if (!g.has_values())
+        throw graph::GraphError("trainer: model '" + g.model + "' has parameters without values");
+    m.o = o;
+    m.d = o.device;
+    m.rng.seed(o.seed);
+    // Every activation and gradient is an NCHW16c BlockedTensor (set up below); the graph keeps
+    // its logical layouts (no layout pass: its Reorder nodes would be copies here).
+    m.g = g;
+    const size_t nt = m.g.tensors.size();
+    m.act.resize(nt);
+    m.grad.resize(nt);
+    m.scratch.resize(nt);
+    m.grad_set.assign(nt, false);
+    m.needs_grad.assign(nt, true);
+    for (int id : m.g.inputs) m.needs_grad[size_t(id)] = false;
+    for (size_t i = 0; i < nt; ++i) {
+        const Shape& s = m.g.tensors[i].shape;
+        const int N = int(s[0]), C = int(s[1]), H = s.size() == 4 ? int(s[2]) : 1,
+                  W = s.size() == 4 ? int(s[3]) : 1;
+        m.act[i] = ops::make_blocked_tensor(N, C, H, W);
+        if (m.needs_grad[i]) {
+            m.grad[i] = ops::make_blocked_tensor(N, C, H, W);
+            m.scratch[i] = ops::make_blocked_tensor(N, C, H, W);
+        }
+    }
+    m.ns.resize(m.g.nodes.size());
+    for (size_t i = 0; i < m.g.nodes.size(); ++i) {
+        const graph::Node& n = m.g.nodes[i];
+        if (n.op == OpKind::Reorder)
+            throw graph::GraphError("trainer: node '" + n.name +
+                                    "': train a graph before layout passes");
+        m.setup_node(i);
+    }
+    if (o.sparsity > 0 && o.mask_init != MaskInit::Snip) {
+        const auto keys = maskable_params(g);
+        m.masks.init_random(g, layer_densities(g, keys, 1.0 - o.sparsity, o.mask_init), m.rng);
+        m.install_masks();
+    }
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::init_masks_snip(const Tensor& x, const std::vector<int32_t>& labels) {
+    Impl& m = *impl_;
+    if (m.o.sparsity <= 0) return;
+    // One forward / backward for the gradients, then |w * g| per maskable weight.
+    m.zero_grads();
+    std::fill(m.grad_set.begin(), m.grad_set.end(), false);
+    const int in = m.g.inputs[0];
+    m.act[size_t(in)] = ops::to_blocked_tensor(x);
+    for (size_t i = 0; i < m.g.nodes.size(); ++i) m.forward_node(i);
+    const int out = m.g.outputs[0];
+    train_ops::softmax_cross_entropy(m.act[size_t(out)], labels, m.o.label_smoothing,
+                                     m.grad[size_t(out)], m.d);
+    m.grad_set[size_t(out)] = true;
+    for (size_t i = m.g.nodes.size(); i-- > 0;) m.backward_node(i);
+    std::map<std::string, Tensor> scores;
+    for (const std::string& key : maskable_params(m.g)) {
+        const Slot& s = m.slots[size_t(m.slot_of.at(key))];
+        const Tensor w = m.tensor_of(s, s.value), gr = m.tensor_of(s, s.grad);
+        Tensor sc(DType::F32, w.shape());
+        for (int64_t i = 0; i < w.numel(); ++i)
+            sc.data<float>()[i] = std::fabs(w.data<float>()[i] * gr.data<float>()[i]);
+        scores[key] = sc;
+    }
+    m.masks.init_snip(m.g, scores, 1.0 - m.o.sparsity);
+    m.zero_grads();
+    m.install_masks();
+}
+
+StepResult Trainer::step(const Tensor& x, const std::vector<int32_t>& labels) {
+    Impl& m = *impl_;
+    const int in = m.g.inputs[0], out = m.g.outputs[0];
+    const graph::TensorDesc& xd = m.g.tensor(in);
+    if (x.dtype() != DType::F32 || x.shape() != xd.shape) {
+        throw std::invalid_argument("trainer: input is " + std::string(dtype_name(x.dtype())) +
+                                    " " + shape_to_string(x.shape()) + ", expected F32 " +
+                                    shape_to_string(xd.shape));
+    }
+    if (int64_t(labels.size()) != xd.shape[0]) {
+        throw std::invalid_argument("trainer: " + std::to_string(labels.size()) +
+                                    " labels for a batch of " + std::to_string(xd.shape[0]));
+    }
+    if (m.micro == 0) m.zero_grads();
+    m.act[size_t(in)] = ops::to_blocked_tensor(x);
+    for (size_t i = 0; i < m.g.nodes.size(); ++i) {
+        const double t0 = m.timing ? now_ms() : 0;
+        m.forward_node(i);
+        if (m.timing) m.ns[i].fwd_ms = now_ms() - t0;
+    }
+    std::fill(m.grad_set.begin(), m.grad_set.end(), false);
+    StepResult r;
+    const train_ops::LossResult lr = train_ops::softmax_cross_entropy(
+        m.act[size_t(out)], labels, m.o.label_smoothing, m.grad[size_t(out)], m.d);
+    m.grad_set[size_t(out)] = true;
+    for (size_t i = m.g.nodes.size(); i-- > 0;) {
+        const double t0 = m.timing ? now_ms() : 0;
+        m.backward_node(i);
+        if (m.timing) m.ns[i].bwd_ms = now_ms() - t0;
+    }
+    r.loss = lr.loss;
+    r.correct = lr.correct;
+    r.samples = int(labels.size());
+    r.lr = m.lr_at(m.steps);
+    if (++m.micro >= m.o.grad_accum) {
+        m.micro = 0;
+        m.optimizer_step();
+        r.applied = true;
+        if (!m.masks.empty() && m.o.prune_every > 0 && m.steps % m.o.prune_every == 0) {
+            // Prune-and-regrow on the graph-shaped weights, then back into the slots.
+            Graph tmp = m.g;
+            for (const auto& [key, mk] : m.masks.masks()) {
+                const Slot& s = m.slots[size_t(m.slot_of.at(key))];
+                tmp.params.at(key).value = m.tensor_of(s, s.value);
+            }
+            r.pruned = m.masks.prune_and_regrow(
+                tmp, cosine_rate(m.o.prune_rate, m.steps, m.o.total_steps), m.rng);
+            for (const auto& [key, mk] : m.masks.masks()) {
+                Slot& s = m.slots[size_t(m.slot_of.at(key))];
+                m.set_from_tensor(s, s.value, tmp.params.at(key).value);
+                if (s.store == Store::Plain)
+                    std::copy(s.value.data(), s.value.data() + s.plain.numel(),
+                              s.plain.data<float>());
+                ++s.version;
+            }
+            m.install_masks();
+        }
+    }
+    return r;
+}
+
+graph::Graph Trainer::model(bool ema) const {
+    const Impl& m = *impl_;
+    Graph out = m.g;
+    for (const Slot& s : m.slots)
+        out.params.at(s.key).value = m.tensor_of(s, ema && s.ema.data() ? s.ema : s.value);
+    // BN running statistics.
+    for (size_t i = 0; i < m.g.nodes.size(); ++i) {
+        const Node& n = m.g.nodes[i];
+        if (n.op != OpKind::BatchNorm) continue;
+        const Shape& cs = m.g.param(n.param("running_mean")).shape;
+        out.params.at(n.param("running_mean")).value = channel_tensor(m.ns[i].bn.running_mean, cs);
+        out.params.at(n.param("running_var")).value = channel_tensor(m.ns[i].bn.running_var, cs);
+        if (n.has_param("num_batches_tracked")) {
+            Tensor t(DType::I64, {});
+            *t.data<int64_t>() = m.steps * m.o.grad_accum + m.micro;
+            out.params.at(n.param("num_batches_tracked")).value = t;
+        }
+    }
+    return out;
+}
+
+int64_t Trainer::optimizer_steps() const { return impl_->steps; }
+double Trainer::learning_rate(int64_t step) const { return impl_->lr_at(step); }
+const MaskSet& Trainer::masks() const { return impl_->masks; }
+
+int64_t Trainer::peak_bytes() const {
+    const Impl& m = *impl_;
+    int64_t b = 0;
+    for (size_t i = 0; i < m.act.size(); ++i) {
+        b += int64_t(m.act[i].buf.number_of_elements()) * 4;
+        if (m.grad[i].buf.data()) b += 2 * int64_t(m.grad[i].buf.number_of_elements()) * 4;
+    }
+    for (const Slot& s : m.slots) {
+        const int64_t e = int64_t(s.value.number_of_elements()) * 4;
+        b += e * (2 + (s.v.data() ? 1 : 0) + (s.ema.data() ? 1 : 0) + (s.mask.data() ? 1 : 0));
+    }
+    return b;
+}
+
+std::vector<Trainer::NodeTime> Trainer::last_times() const {
+    std::vector<NodeTime> v;
+    for (size_t i = 0; i < impl_->g.nodes.size(); ++i)
+        v.push_back({impl_->g.nodes[i].name, graph::op_name(impl_->g.nodes[i].op),
+                     impl_->ns[i].fwd_ms, impl_->ns[i].bwd_ms});
+    return v;
+}
+
+void Trainer::set_timing(bool on) { impl_->timing = on; }
+
+CheckpointData Trainer::state() const {
+    const Impl& m = *impl_;
+    CheckpointData c;
+    const Graph g = model(false);
+    for (const auto& [key, p] : g.params) c.tensors[key] = p.value;
+    for (const Slot& s : m.slots) {
+        c.tensors[(m.o.optimizer == "adamw" ? "opt.m." : "opt.mom.") + s.key] = m.tensor_of(s, s.m);
+        if (s.v.data()) c.tensors["opt.v." + s.key] = m.tensor_of(s, s.v);
+        if (s.ema.data()) c.tensors["ema." + s.key] = m.tensor_of(s, s.ema);
+    }
+    for (const auto& [key, mk] : m.masks.masks()) c.tensors["mask." + key] = mk;
+    c.tensors["train.optimizer_steps"] = scalar_i64(m.steps);
+    c.tensors["train.micro"] = scalar_i64(m.micro);
+    c.tensors["train.rng.trainer"] = rng_tensor(m.rng);
+    return c;
+}
+
+void Trainer::load_state(const CheckpointData& c) {
+    Impl& m = *impl_;
+    auto need = [&](const std::string& k) -> const Tensor& {
+        auto it = c.tensors.find(k);
+        if (it == c.tensors.end()) throw std::runtime_error("checkpoint has no tensor '" + k + "'");
+        return it->second;
+    };
+    m.steps = scalar_value(need("train.optimizer_steps"), "train.optimizer_steps");
+    m.micro = int(scalar_value(need("train.micro"), "train.micro"));
+    m.rng = rng_from_tensor(need("train.rng.trainer"), "train.rng.trainer");
+    for (Slot& s : m.slots) {
+        m.set_from_tensor(s, s.value, need(s.key));
+        if (s.store == Store::Plain)
+            std::copy(s.value.data(), s.value.data() + s.plain.numel(), s.plain.data<float>());
+        m.set_from_tensor(s, s.m, need((m.o.optimizer == "adamw" ? "opt.m." : "opt.mom.") + s.key));
+        if (s.v.data()) m.set_from_tensor(s, s.v, need("opt.v." + s.key));
+        if (s.ema.data()) m.set_from_tensor(s, s.ema, need("ema." + s.key));
+        ++s.version;
+    }
+    for (size_t i = 0; i < m.g.nodes.size(); ++i) {
+        const Node& n = m.g.nodes[i];
+        if (n.op != OpKind::BatchNorm) continue;
+        set_channels(m.ns[i].bn.running_mean, need(n.param("running_mean")));
+        set_channels(m.ns[i].bn.running_var, need(n.param("running_var")));
+    }
+    auto& mk = m.masks.masks();
+    mk.clear();
+    for (const auto& [k, t] : c.tensors)
+        if (k.rfind("mask.", 0) == 0) mk[k.substr(5)] = t;
+    if (!mk.empty()) m.install_masks();
+    m.after_update();
+}
+
+}  // namespace train
+}  // namespace lkc

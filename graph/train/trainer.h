@@ -1,0 +1,100 @@
+// Training a train-form graph (issue 6): forward in training mode (BatchNorm batch statistics,
+// running averages), the backward of every node in reverse order, label-smoothed cross-entropy,
+// AdamW or SGD with linear warm-up and per-step cosine decay, optional EMA of the weights,
+// gradient accumulation over micro-batches, and SLaK-style dynamic sparsity (masks applied after
+// every step, prune-and-regrow every u steps). Kernels: runtime/ops.h (forward),
+// runtime/train_ops.h (backward, BN training, loss, optimizers), the depth-wise families' own
+// backward kernels (runtime/op_runner.h) and layers (runtime/layers.h). Every forward activation is
+// kept for the backward (no recomputation); peak_bytes() reports what that costs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "graph/ir.h"
+#include "graph/train/checkpoint.h"
+#include "graph/train/sparsity.h"
+#include "runtime/device.h"
+#include "runtime/tensor.h"
+
+namespace lkc {
+namespace train {
+
+struct TrainOptions {
+    Device device = Device::Cpu;
+    std::string optimizer = "adamw";  // adamw | sgd
+    double lr = 2e-3, min_lr = 1e-6;
+    double weight_decay = 0.05;  // decoupled (AdamW) / L2 (SGD); none on 1-D parameters
+    double momentum = 0.9;       // SGD
+    double beta1 = 0.9, beta2 = 0.999;
+    int64_t warmup_steps = 100, total_steps = 1000;  // schedule: linear warm-up, cosine
+    double label_smoothing = 0.1;
+    double ema_decay = 0;  // 0: no EMA
+    int grad_accum = 1;    // micro-batches per optimizer step
+    // Dynamic sparsity: density = 1 - sparsity (0: off).
+    double sparsity = 0;
+    int64_t prune_every = 0;  // u; 0: masks fixed
+    double prune_rate = 0.5;  // cosine-decayed over total_steps
+    MaskInit mask_init = MaskInit::Erk;
+    uint64_t seed = 1;
+};
+
+struct StepResult {
+    double loss = 0;
+    int correct = 0, samples = 0;
+    double lr = 0;
+    bool applied = false;  // an optimizer step was taken (after grad_accum micro-batches)
+    int64_t pruned = 0;    // weights moved by prune-and-regrow at this step
+};
+
+class Trainer {
+  public:
+    // `g`: a train-form graph with values (init_weights / load_weights) and batch = the
+    // micro-batch. Throws GraphError for an op it cannot train.
+    Trainer(const graph::Graph& g, const TrainOptions& o);
+    ~Trainer();
+    Trainer(const Trainer&) = delete;
+    Trainer& operator=(const Trainer&) = delete;
+
+    // One micro-batch: forward, loss, backward, gradient accumulation; every grad_accum-th call
+    // also the optimizer step (+ masks, EMA, prune-and-regrow when due). x: the graph input's
+    // shape; labels: one per sample.
+    StepResult step(const Tensor& x, const std::vector<int32_t>& labels);
+
+    // The model with its current weights (BN running statistics included) for evaluation or
+    // export; `ema` takes the EMA weights where there are any.
+    graph::Graph model(bool ema = false) const;
+
+    int64_t optimizer_steps() const;
+    double learning_rate(int64_t step) const;  // the schedule
+    const MaskSet& masks() const;
+    // Bytes of every kept activation and gradient plus parameters and optimizer state.
+    int64_t peak_bytes() const;
+    // Per-node forward / backward time of the last step (ms), for the benchmark.
+    struct NodeTime {
+        std::string name, op;
+        double fwd_ms = 0, bwd_ms = 0;
+    };
+    std::vector<NodeTime> last_times() const;
+    void set_timing(bool on);
+
+    // Checkpoint state (parameters under their graph keys, optimizer / EMA / mask state, step,
+    // the trainer's RNG) and its restoration.
+    CheckpointData state() const;
+    void load_state(const CheckpointData& c);
+
+    // SNIP mask initialisation: one forward / backward on (x, labels) for |w dL/dw|, global
+    // threshold at the target density (the caller's first batch). No-op without sparsity.
+    void init_masks_snip(const Tensor& x, const std::vector<int32_t>& labels);
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace train
+}  // namespace lkc

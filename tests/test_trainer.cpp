@@ -1,0 +1,299 @@
+// The trainer (graph/train/trainer.h) and training runs (graph/train/loop.h): gradients of each
+// tiny model family against central finite differences of the training-mode loss, BN running
+// statistics, masks after steps, checkpoint resume equality, a short real run whose loss falls.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "graph/executor.h"
+#include "graph/models/models.h"
+#include "graph/train/loop.h"
+#include "graph/train/trainer.h"
+#include "graph/weights.h"
+
+using namespace lkc;
+using namespace lkc::train;
+namespace fs = std::filesystem;
+
+namespace {
+
+graph::Graph tiny(const std::string& name, int batch = 2, int size = 32) {
+    graph::ModelOptions o;
+    o.num_classes = 5;
+    o.image_size = size;
+    o.batch = batch;
+    graph::Graph g = graph::build_model(name, o);
+    graph::init_weights(g, 7, graph::InitMode::Test);
+    return g;
+}
+
+Tensor random_input(const graph::Graph& g, uint64_t seed) {
+    Tensor x(DType::F32, g.tensor(g.inputs[0]).shape);
+    std::mt19937_64 r(seed);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = nd(r);
+    return x;
+}
+
+double value_at(const graph::Graph& g, const std::string& key, int64_t i) {
+    const Tensor& t = g.params.at(key).value;
+    return t.dtype() == DType::F32 ? double(t.data<float>()[i]) : t.data<double>()[i];
+}
+
+// g with parameter `key`[i] moved by `delta`, in a tensor of its own (Tensor copies share data).
+graph::Graph perturbed(const graph::Graph& g, const std::string& key, int64_t i, double delta) {
+    graph::Graph out = g;
+    const Tensor& t = g.params.at(key).value;
+    Tensor f(DType::F32, t.shape());
+    for (int64_t k = 0; k < t.numel(); ++k) f.data<float>()[k] = float(value_at(g, key, k));
+    f.data<float>()[i] = float(value_at(g, key, i) + delta);
+    out.params.at(key).value = f;
+    return out;
+}
+
+// SGD with lr L, no momentum / decay / warm-up: one step moves every weight by -L * dL/dw.
+TrainOptions plain_sgd(double lr) {
+    TrainOptions o;
+    o.optimizer = "sgd";
+    o.lr = o.min_lr = lr;
+    o.momentum = 0;
+    o.weight_decay = 0;
+    o.warmup_steps = 0;
+    o.total_steps = 1;
+    o.label_smoothing = 0.1;
+    return o;
+}
+
+double loss_at(const graph::Graph& g, const Tensor& x, const std::vector<int32_t>& y) {
+    Trainer t(g, plain_sgd(1.0));
+    return t.step(x, y).loss;
+}
+
+}  // namespace
+
+class TrainerGradients : public ::testing::TestWithParam<std::string> {};
+
+// Analytic gradient (from one SGD step with lr 1e4: g = (w0 - w1) / 1e4) vs the central
+// difference of the training-mode loss (BN batch statistics, label smoothing 0.1) at the largest-
+// gradient and one random coordinate of every learned tensor. eps 1e-3; tolerance
+// 4e-2 |g| + 1e-3: f32 loss noise ~1e-6 over 2 eps, curvature of GELU / BN over eps.
+TEST_P(TrainerGradients, MatchFiniteDifferences) {
+    const graph::Graph g = tiny(GetParam());
+    const Tensor x = random_input(g, 3);
+    const std::vector<int32_t> y = {1, 3};
+    const double L = 1e4;
+    Trainer t(g, plain_sgd(L));
+    t.step(x, y);
+    const graph::Graph after = t.model();
+    const CheckpointData st = t.state();
+    std::mt19937_64 r(11);
+    int checked = 0, bad = 0;
+    for (const auto& [key, p] : g.params) {
+        if (p.buffer || !st.tensors.count("opt.mom." + key)) continue;
+        const Tensor& w1 = after.params.at(key).value;
+        const int64_t n = w1.numel();
+        std::vector<double> grad(static_cast<size_t>(n));
+        int64_t best = 0;
+        for (int64_t i = 0; i < n; ++i) {
+            grad[size_t(i)] = (value_at(g, key, i) - double(w1.data<float>()[i])) / L;
+            if (std::fabs(grad[size_t(i)]) > std::fabs(grad[size_t(best)])) best = i;
+        }
+        for (int64_t i : {best, int64_t(r() % uint64_t(n))}) {
+            const double eps = 1e-3;
+            const double fd = (loss_at(perturbed(g, key, i, eps), x, y) -
+                               loss_at(perturbed(g, key, i, -eps), x, y)) /
+                              (2 * eps);
+            const double an = grad[size_t(i)];
+            ++checked;
+            if (std::fabs(fd - an) > 4e-2 * std::fabs(an) + 1e-3) {
+                ++bad;
+                ADD_FAILURE() << GetParam() << " " << key << "[" << i << "]: analytic " << an
+                              << ", finite difference " << fd;
+            }
+        }
+    }
+    EXPECT_GT(checked, 10);
+    EXPECT_EQ(bad, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(TinyModels, TrainerGradients,
+                         ::testing::Values("replknet-test", "slak-test", "unireplknet-test",
+                                           "shiftwise-test"),
+                         [](const auto& info) {
+                             std::string s = info.param;
+                             std::replace(s.begin(), s.end(), '-', '_');
+                             return s;
+                         });
+
+// BN running statistics after one step: (1 - 0.1) * initial + 0.1 * batch statistic (unbiased
+// variance), the batch statistic computed here in double from the train-form reference executor's
+// input to that BN (the first BN sees conv(x) whose weights the step has not yet changed).
+TEST(Trainer, BatchNormRunningStatistics) {
+    graph::Graph g = tiny("replknet-test", 4);
+    const Tensor x = random_input(g, 5);
+    // The first BatchNorm and its input tensor.
+    const graph::Node* bn = nullptr;
+    for (const auto& n : g.nodes)
+        if (n.op == graph::OpKind::BatchNorm) {
+            bn = &n;
+            break;
+        }
+    ASSERT_NE(bn, nullptr);
+    graph::Graph probe = g;
+    probe.outputs = {bn->inputs[0]};
+    graph::ExecOptions eo;
+    eo.deploy = false;
+    graph::Executor ex(probe, eo);
+    const Tensor in = ex.run({{"x", x}}).begin()->second;
+    Trainer t(g, plain_sgd(0.0));
+    t.step(x, {0, 1, 2, 3});
+    const graph::Graph after = t.model();
+    const int64_t N = in.dim(0), C = in.dim(1), HW = in.dim(2) * in.dim(3);
+    auto val = [](const Tensor& v, int64_t c) {
+        return v.dtype() == DType::F32 ? double(v.data<float>()[c]) : v.data<double>()[c];
+    };
+    for (int64_t c = 0; c < C; ++c) {
+        double s = 0, s2 = 0;
+        for (int64_t b = 0; b < N; ++b)
+            for (int64_t k = 0; k < HW; ++k) s += in.data<float>()[(b * C + c) * HW + k];
+        const double mean = s / double(N * HW);
+        for (int64_t b = 0; b < N; ++b)
+            for (int64_t k = 0; k < HW; ++k) {
+                const double d = in.data<float>()[(b * C + c) * HW + k] - mean;
+                s2 += d * d;
+            }
+        const double var = s2 / double(N * HW - 1);
+        const double rm0 = val(g.params.at(bn->param("running_mean")).value, c);
+        const double rv0 = val(g.params.at(bn->param("running_var")).value, c);
+        const double rm = val(after.params.at(bn->param("running_mean")).value, c);
+        const double rv = val(after.params.at(bn->param("running_var")).value, c);
+        EXPECT_NEAR(rm, 0.9 * rm0 + 0.1 * mean, 1e-5 * (1 + std::fabs(rm))) << "channel " << c;
+        EXPECT_NEAR(rv, 0.9 * rv0 + 0.1 * var, 1e-5 * (1 + std::fabs(rv))) << "channel " << c;
+    }
+}
+
+// Masked weights stay zero through steps and prune-and-regrow keeps each layer's count.
+TEST(Trainer, MasksHoldThroughStepsAndPruning) {
+    const graph::Graph g = tiny("slak-test");
+    TrainOptions o = plain_sgd(0.05);
+    o.optimizer = "adamw";
+    o.sparsity = 0.4;
+    o.prune_every = 2;
+    o.total_steps = 6;
+    Trainer t(g, o);
+    ASSERT_FALSE(t.masks().empty());
+    std::map<std::string, int64_t> kept;
+    for (const auto& [key, m] : t.masks().masks()) kept[key] = t.masks().kept(key);
+    int64_t moved = 0;
+    for (int s = 0; s < 6; ++s) {
+        moved += t.step(random_input(g, 100 + s), {s % 5, (s + 2) % 5}).pruned;
+        const graph::Graph now = t.model();
+        for (const auto& [key, m] : t.masks().masks()) {
+            EXPECT_EQ(t.masks().kept(key), kept[key]) << key;
+            const Tensor& w = now.params.at(key).value;
+            for (int64_t i = 0; i < w.numel(); ++i)
+                if (m.data<float>()[i] == 0.f)
+                    ASSERT_EQ(w.data<float>()[i], 0.f) << key << "[" << i << "]";
+        }
+    }
+    EXPECT_GT(moved, 0);
+}
+
+namespace {
+
+Dataset small_fashion_mnist(int train_count) {
+    Dataset d = load_idx_dataset(kFashionMnistDir);
+    d.train.count = train_count;
+    d.train.images.resize(size_t(train_count) * 28 * 28);
+    d.train.labels.resize(size_t(train_count));
+    d.test.count = 256;
+    d.test.images.resize(256 * 28 * 28);
+    d.test.labels.resize(256);
+    return d;
+}
+
+RunOptions small_run(int64_t steps, double sparsity) {
+    RunOptions r;
+    r.model = "slak-test";
+    r.batch = 16;
+    r.steps = steps;
+    r.train.lr = 2e-3;
+    r.train.warmup_steps = 2;
+    r.train.sparsity = sparsity;
+    r.train.prune_every = sparsity > 0 ? 3 : 0;
+    r.train.ema_decay = 0.9;
+    return r;
+}
+
+}  // namespace
+
+// An interrupted run resumed from its checkpoint gives bitwise the same losses as one that was
+// not interrupted (same data order, flips, masks, optimizer and EMA state, BN statistics).
+TEST(TrainingRun, ResumeMatchesUninterruptedRun) {
+    if (!fs::exists(kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+    const Dataset d = small_fashion_mnist(80);  // 5 batches: the run crosses an epoch
+    for (double sparsity : {0.0, 0.4}) {
+        const RunOptions r = small_run(8, sparsity);
+        std::vector<double> straight, resumed;
+        {
+            TrainingRun a(d, r);
+            for (int s = 0; s < 8; ++s) straight.push_back(a.step().loss);
+        }
+        const std::string ck = (fs::temp_directory_path() / "lkc_test_resume.safetensors").string();
+        {
+            TrainingRun a(d, r);
+            for (int s = 0; s < 4; ++s) resumed.push_back(a.step().loss);
+            a.save(ck);
+        }
+        {
+            TrainingRun b(d, r);
+            b.resume(ck);
+            EXPECT_EQ(b.steps_done(), 4);
+            for (int s = 0; s < 4; ++s) resumed.push_back(b.step().loss);
+        }
+        fs::remove(ck);
+        for (size_t i = 0; i < straight.size(); ++i)
+            EXPECT_EQ(straight[i], resumed[i]) << "sparsity " << sparsity << " step " << i + 1;
+    }
+}
+
+TEST(TrainingRun, ResumeRejectsAnotherConfiguration) {
+    if (!fs::exists(kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+    const Dataset d = small_fashion_mnist(64);
+    const std::string ck = (fs::temp_directory_path() / "lkc_test_resume2.safetensors").string();
+    TrainingRun(d, small_run(4, 0)).save(ck);
+    RunOptions other = small_run(4, 0);
+    other.batch = 8;
+    try {
+        TrainingRun(d, other).resume(ck);
+        ADD_FAILURE() << "resume with another batch did not throw";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("batch 16"), std::string::npos) << e.what();
+    }
+    fs::remove(ck);
+}
+
+// 100 steps on real Fashion-MNIST images: the mean loss of the last 10 steps is well below the
+// first 10 (~ln 10 = 2.30 at the start), and the trained model beats chance (0.1) on the test
+// images.
+TEST(TrainingRun, ShortRunLearns) {
+    if (!fs::exists(kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+    const Dataset d = small_fashion_mnist(2000);
+    RunOptions r = small_run(100, 0);
+    r.train.ema_decay = 0;
+    TrainingRun run(d, r);
+    std::vector<double> loss;
+    for (int s = 0; s < 100; ++s) loss.push_back(run.step().loss);
+    double first = 0, last = 0;
+    for (int i = 0; i < 10; ++i) {
+        first += loss[size_t(i)] / 10;
+        last += loss[size_t(90 + i)] / 10;
+    }
+    EXPECT_LT(last, first - 0.4) << "first 10 steps " << first << ", last 10 " << last;
+    const EvalResult e = run.evaluate();
+    EXPECT_EQ(e.samples, 256);
+    EXPECT_GT(e.accuracy(), 0.4);
+}
