@@ -2,7 +2,7 @@
 // executor's on the same input and weights (a checkpoint written in the official state_dict
 // layout), images go through the evaluation transform, and bad inputs (missing or corrupt image,
 // a checkpoint with a missing or mis-shaped tensor, unknown model, absent CUDA device) exit 1
-// with a message naming the problem.
+// with a message naming the problem. Also `lkc train`'s errors, log, resume and weights export.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -11,6 +11,8 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "graph/models/models.h"
 #include "graph/reference_executor.h"
@@ -162,6 +164,45 @@ TEST_F(LkcRun, BadInputsAreClearErrors) {
             " --device cuda");
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.err.find("cuda"), std::string::npos) << r.err;
+}
+
+// `lkc train`: bad data directory, --resume without --checkpoint and a GPU device are errors that
+// say so; a run stopped after 2 of 4 steps and resumed appends to its CSV log, ends at step 4,
+// evaluates, and its weights export to the deploy form.
+TEST_F(LkcRun, TrainCliErrorsLogAndResume) {
+    const std::string base = "train --model slak-test --batch 8 --steps 4 --eval-limit 16 -q ";
+    Result r = lkc(base + "--data " + path("no-such-dir"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("no-such-dir"), std::string::npos) << r.err;
+    r = lkc(base + "--resume");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("--resume needs --checkpoint"), std::string::npos) << r.err;
+    r = lkc(base + "--device opencl");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("training runs on the CPU"), std::string::npos) << r.err;
+    if (!fs::exists("/usr/share/datasets/fashion-mnist"))
+        GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+    const std::string run =
+        base + "--log " + path("log.csv") + " --checkpoint " + path("ck.safetensors");
+    r = lkc(run + " --stop-after 2");
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = lkc(run + " --resume --save-weights " + path("w.safetensors"));
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("checkpoint: " + path("ck.safetensors") + " (step 4)"), std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find("test accuracy"), std::string::npos) << r.out;
+    std::ifstream log(path("log.csv"));
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(log, l);) lines.push_back(l);
+    // header, steps 1-2, final row of the first call, steps 3-4, final row.
+    ASSERT_EQ(lines.size(), 7u);
+    EXPECT_EQ(lines[0].rfind("step,epoch,loss", 0), 0u);
+    EXPECT_EQ(lines[4].rfind("3,", 0), 0u) << lines[4];
+    EXPECT_EQ(lines[5].rfind("4,", 0), 0u) << lines[5];
+    r = lkc("export --deploy --model slak-test --size 32 --classes 10 --in-chans 1 --weights " +
+            path("w.safetensors") + " -o " + path("d.safetensors"));
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(fs::exists(path("d.safetensors")));
 }
 
 }  // namespace

@@ -201,6 +201,7 @@ int run_export(const RunArgs& a) {
     mo.batch = a.batch ? a.batch : 1;
     mo.image_size = a.size;
     mo.num_classes = a.classes;
+    mo.in_chans = a.in_chans;
     graph::Graph g = graph::build_model(a.model, mo);
     if (!a.weights.empty()) {
         graph::load_weights(g, a.weights);
@@ -215,8 +216,8 @@ int run_export(const RunArgs& a) {
         const graph::Graph d = graph::passes::deploy(g, graph::onnx_deploy_options());
         graph::OnnxExportInfo info;
         graph::export_onnx(d, a.export_out, graph::OnnxExportOptions{}, &info);
-        std::printf("wrote %s: %s deploy form, opset 17, input x [N, 3, %d, %d], output logits\n",
-                    a.export_out.c_str(), g.model.c_str(), a.size, a.size);
+        std::printf("wrote %s: %s deploy form, opset 17, input x [N, %d, %d, %d], output logits\n",
+                    a.export_out.c_str(), g.model.c_str(), a.in_chans, a.size, a.size);
         return 0;
     }
     // --deploy: the re-parameterised inference weights. --official-names: the family's official
@@ -275,8 +276,9 @@ void register_run(CLI::App& app, RunArgs& a) {
     a.inspect->add_option("--batch", a.batch, "batch");
     a.inspect->add_option("--classes", a.classes, "classifier outputs")->capture_default_str();
     a.inspect->add_flag("--deploy", a.inspect_deploy, "also print the deploy-form graph");
-    a.inspect->add_flag("--workloads", a.inspect_workloads,
-                        "only the distinct depth-wise workloads the executor runs (for lkc tune --shapes)");
+    a.inspect->add_flag(
+        "--workloads", a.inspect_workloads,
+        "only the distinct depth-wise workloads the executor runs (for lkc tune --shapes)");
 
     a.exp = app.add_subcommand("export",
                                "write a model's deploy form: ONNX, or re-parameterised weights");
@@ -290,6 +292,10 @@ void register_run(CLI::App& app, RunArgs& a) {
         "with --deploy: the family's official deploy-form keys (RepLKNet, UniRepLKNet, ShiftWise)");
     a.exp->add_option("--size", a.size, "input size")->capture_default_str();
     a.exp->add_option("--classes", a.classes, "classifier outputs")->capture_default_str();
+    a.exp
+        ->add_option("--in-chans", a.in_chans,
+                     "input channels (1 for `lkc train`'s Fashion-MNIST models)")
+        ->capture_default_str();
     a.exp->add_option("--batch", a.batch, "batch (ONNX: the batch dimension is dynamic)");
     a.exp->add_option("--seed", a.seed, "initialisation seed without --weights")
         ->capture_default_str();

@@ -12,7 +12,7 @@ namespace lkc::cli {
 struct RunArgs {
     std::string model, weights, input, output, device = "cpu";
     int batch = 0;  // 0: the input's batch (1 for an image)
-    int size = 224, classes = 1000, repeat = 10;
+    int size = 224, classes = 1000, repeat = 10, in_chans = 3;
     uint64_t seed = 0;
     bool train_form = false, deploy = false, verbose = false, profile = false, no_records = false;
     bool check_finite = false;
