@@ -6,6 +6,7 @@
 #   ./lkc.sh test    build and run the whole test suite (ctest)
 #   ./lkc.sh build   install missing packages and build only
 #   ./lkc.sh bench   run the kernel benchmark against oneDNN (full grid, ~20 min; BENCH_ARGS=...)
+#   ./lkc.sh report  regenerate docs/report.md and its plots from the recorded benchmark CSVs
 #   ./lkc.sh setup   install missing packages only
 #
 # Environment: LKC_BUILD_DIR (default ./build), LKC_JOBS (default: nproc).
@@ -25,8 +26,9 @@ apt_packages=(
     dataset-fashion-mnist
 )
 # PyPI packages: Halide's wheel (C++ headers, libHalide, CMake package), CMake >= 3.28, Ninja;
-# onnx and onnxruntime (with numpy) for the ONNX export test (tests/graph/onnx_check.py).
-pip_packages=("halide==21.0.0" "cmake>=3.28" "ninja" "onnx>=1.15" "onnxruntime>=1.17")
+# onnx and onnxruntime (with numpy) for the ONNX export test (tests/graph/onnx_check.py);
+# matplotlib for the report's plots (benchmarks/report.py).
+pip_packages=("halide==21.0.0" "cmake>=3.28" "ninja" "onnx>=1.15" "onnxruntime>=1.17" "matplotlib")
 
 log() { echo "lkc.sh: $*" >&2; }
 
@@ -57,6 +59,7 @@ m.version("ninja")
 at_least("onnx", (1, 15))
 at_least("onnxruntime", (1, 17))
 m.version("numpy")
+m.version("matplotlib")
 EOF
     then
         log "installing PyPI packages: ${pip_packages[*]}"
@@ -152,9 +155,10 @@ case "${1:-}" in
     test) run_tests ;;
     build) build ;;
     bench) bench ;;
+    report) setup_pip && python3 "$(dirname "$0")/benchmarks/report.py" ;;
     setup) setup ;;
     *)
-        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac
