@@ -360,8 +360,8 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
                     std::vector<double> t = ms[i].times_ms;
                     std::sort(t.begin(), t.end());
                     if (t.size() >= 4 && ms[i].median_ms > 0)
-                        spread = std::max(spread, (t[t.size() * 3 / 4] - t[t.size() / 4]) /
-                                                      ms[i].median_ms);
+                        spread = std::max(
+                            spread, (t[t.size() * 3 / 4] - t[t.size() / 4]) / ms[i].median_ms);
                     Outcome out;
                     out.status = "ok";
                     out.median_ms = ms[i].median_ms;
@@ -386,7 +386,8 @@ TuneResult tune_one(const Workload& w, const TuneOptions& o, const DeviceInfo& d
         for (const std::string& n : finalists)
             if (time_of(n) <= fastest * margin && (win.empty() || done[n].trial < done[win].trial))
                 win = n;
-        if (def_ok && time_of(res.hand_default.name) <= fastest * margin) win = res.hand_default.name;
+        if (def_ok && time_of(res.hand_default.name) <= fastest * margin)
+            win = res.hand_default.name;
         res.best = all[index.at(win)];
         res.best_ms = time_of(win);
         Outcome chosen = done[win];

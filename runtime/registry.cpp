@@ -258,8 +258,9 @@ const KernelInfo& add_kernel(const std::string& name, const std::string& generat
     const std::string why =
         metadata_mismatch(meta, static_cast<const halide_filter_metadata_t*>(builtin->metadata));
     if (!why.empty()) {
-        throw std::runtime_error("kernel " + name + " (" + origin + ") does not match this build's '" +
-                                 generator + "' kernels (" + why + "); rebuild it");
+        throw std::runtime_error("kernel " + name + " (" + origin +
+                                 ") does not match this build's '" + generator + "' kernels (" +
+                                 why + "); rebuild it");
     }
     const space::Params p = space::canonical(generator, family_of(d), params);
     auto num = [&](const char* key) {

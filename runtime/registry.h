@@ -127,7 +127,7 @@ const KernelInfo& hand_default_kernel(const Workload& w, Device d);
 struct Selection {
     const KernelInfo* kernel = nullptr;
     std::string how;  // "named" | "tuned (exact)" | "tuned (nearest: <workload>)" | "hand default"
-    std::string source;  // records file / distilled table of a tuned choice
+    std::string source;   // records file / distilled table of a tuned choice
     double tuned_ms = 0;  // an exact tuned choice: its recorded median (0 otherwise)
 };
 Selection select_kernel_explained(const Workload& w, Device d, const std::string& preferred = "");

@@ -70,7 +70,26 @@ std::vector<GeneratorSpace> cpu_spaces() {
                  {{"tile", "t", {"4", "8", "16"}, "8"},
                   {"cob", "c", {"1", "2", "3", "4"}, "2"},
                   {"pixels", "p", {"64", "128", "256", "512"}, "128"}}});
-    for (const char* g : {"train_linear_transpose", "train_im2col", "train_col2im", "train_conv_wgrad_unpack", "train_unary_bwd", "train_binary_bwd", "train_channel_reduce", "train_avgpool_bwd", "train_select_bwd", "train_channel_slice", "train_bn_fwd", "train_bn_bwd", "train_layernorm_bwd", "train_grn_bwd", "train_xent", "train_adamw", "train_sgd", "train_ema", "train_axpby", "train_mask_mul"})
+    for (const char* g : {"train_linear_transpose",
+                          "train_im2col",
+                          "train_col2im",
+                          "train_conv_wgrad_unpack",
+                          "train_unary_bwd",
+                          "train_binary_bwd",
+                          "train_channel_reduce",
+                          "train_avgpool_bwd",
+                          "train_select_bwd",
+                          "train_channel_slice",
+                          "train_bn_fwd",
+                          "train_bn_bwd",
+                          "train_layernorm_bwd",
+                          "train_grn_bwd",
+                          "train_xent",
+                          "train_adamw",
+                          "train_sgd",
+                          "train_ema",
+                          "train_axpby",
+                          "train_mask_mul"})
         v.push_back({g, {}});
     return v;
 }
@@ -118,7 +137,26 @@ std::vector<GeneratorSpace> gpu_spaces() {
                  {{"tile", "t", {"8"}, "8"},
                   {"cob", "c", {"2"}, "2"},
                   {"gpu_tiles", "g", {"4", "8", "16"}, "8"}}});
-    for (const char* g : {"train_linear_transpose", "train_im2col", "train_col2im", "train_conv_wgrad_unpack", "train_unary_bwd", "train_binary_bwd", "train_channel_reduce", "train_avgpool_bwd", "train_select_bwd", "train_channel_slice", "train_bn_fwd", "train_bn_bwd", "train_layernorm_bwd", "train_grn_bwd", "train_xent", "train_adamw", "train_sgd", "train_ema", "train_axpby", "train_mask_mul"})
+    for (const char* g : {"train_linear_transpose",
+                          "train_im2col",
+                          "train_col2im",
+                          "train_conv_wgrad_unpack",
+                          "train_unary_bwd",
+                          "train_binary_bwd",
+                          "train_channel_reduce",
+                          "train_avgpool_bwd",
+                          "train_select_bwd",
+                          "train_channel_slice",
+                          "train_bn_fwd",
+                          "train_bn_bwd",
+                          "train_layernorm_bwd",
+                          "train_grn_bwd",
+                          "train_xent",
+                          "train_adamw",
+                          "train_sgd",
+                          "train_ema",
+                          "train_axpby",
+                          "train_mask_mul"})
         v.push_back({g, {}});
     return v;
 }
