@@ -70,7 +70,7 @@ void check_io(const Workload& w, const Blocked& x, const Blocked& y) {
     }
 }
 
-// On a GPU, a view made of a buffer (embedded(), sliced()) has its own device allocation unless
+// On a GPU, a view made of a buffer (sliced(), cropped()) shares its device allocation only if
 // the buffer has one first: give x and y theirs before making views, so the kernel reads x's
 // device copy and writes y's (ops.h, "Devices").
 void device_alloc(Blocked& b, Device d) {
@@ -79,6 +79,25 @@ void device_alloc(Blocked& b, Device d) {
         d == Device::Cuda ? halide_cuda_device_interface() : halide_opencl_device_interface();
     if (!b.has_device_allocation()) check_halide(b.device_malloc(iface), "device malloc", d);
     if (b.host_dirty()) check_halide(b.copy_to_device(iface), "copy to device", d);
+}
+
+// The row-table kernels' 6-D view (16, W, H, 1, CB, N) of a blocked buffer, sharing its host and
+// device storage and its dirty flags. Not Buffer::embedded(): embed() translates the new
+// dimension, and translate() drops the view's device allocation (HalideBuffer.h), so on a GPU the
+// kernel read and wrote fresh device copies — zeros in y (whole networks on OpenCL were wrong).
+Stacked stacked_view(const Blocked& b) {
+    halide_buffer_t raw = *b.raw_buffer();
+    halide_dimension_t dims[6];
+    for (int i = 0, j = 0; i < 6; ++i) {
+        if (i == 3) {
+            dims[i] = halide_dimension_t(0, 1, int32_t(b.number_of_elements()));
+        } else {
+            dims[i] = raw.dim[j++];
+        }
+    }
+    raw.dimensions = 6;
+    raw.dim = dims;
+    return Stacked(raw);  // copies the shape; the device allocation stays b's (unmanaged)
 }
 
 void check_kernel(const Workload& w, Device d, const std::string& kernel, const KernelInfo* k) {
@@ -190,8 +209,8 @@ class TapsLayer : public DwLayer {
         check_io(w_, x, y);
         device_alloc(const_cast<Blocked&>(x), d_);
         device_alloc(y, d_);
-        Stacked xs = const_cast<Blocked&>(x).embedded(3, 0);
-        Stacked ys = y.embedded(3, 0);
+        Stacked xs = stacked_view(x);
+        Stacked ys = stacked_view(y);
         call(xs, ys);
         if (d_ != Device::Cpu) y.set_device_dirty(true);
     }
@@ -203,7 +222,7 @@ class TapsLayer : public DwLayer {
         if (outs_ == 1) return run(x, *ys[0]);
         for (Blocked* b : ys) check_io(w_, x, *b);
         device_alloc(const_cast<Blocked&>(x), d_);
-        Stacked xs = const_cast<Blocked&>(x).embedded(3, 0);
+        Stacked xs = stacked_view(x);
         call(xs, out3_);
         if (d_ != Device::Cpu) check_halide(out3_.copy_to_host(), "copy to host", d_);
         for (int s = 0; s < outs_; ++s) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "HalideRuntimeOpenCL.h"
+#include "runtime/layers.h"
 #include "runtime/ops.h"
 #include "runtime/registry.h"
 
@@ -283,6 +284,43 @@ TEST(OpsGpu, WritingThroughAViewWithTheSharedAllocation) {
     BlockedTensor gpu = run(d), cpu = run(Device::Cpu);
     std::string first;
     EXPECT_EQ(mismatches(gpu, cpu, 1e-5, &first), 0u) << first;
+}
+
+// The network's depth-wise layers (runtime/layers.h) on the device, fed by a device-resident
+// activation (GELU output, no host round trip), against the same layers on the CPU: dense
+// 13x13 and SLaK's 13x5 + 5x13 + 5x5 row-table layer with bias, 15 channels (one padding lane) at
+// 8x8 (kernel larger than the map), as SLaK's first stage runs them in a whole network.
+TEST(OpsGpu, DepthwiseLayersFedFromTheDevice) {
+    const Device d = Device::OpenCL;
+    const std::string problem = device_problem(d);
+    if (!problem.empty()) GTEST_SKIP() << "no usable OpenCL device (" << problem << ")";
+    std::mt19937 g(7);
+    const int C = 15, H = 8, W = 8;
+    const BlockedTensor x0 = random_act(1, C, H, W, false, g);
+    for (const std::string wl : {"dwconv2d:fwd:n1c15h8w8:k13x13:f32",
+                                 "dwconv2d_multi:fwd:n1c15h8w8:b13x5d1,5x13d1,5x5d1:f32"}) {
+        SCOPED_TRACE(wl);
+        const Workload w = parse_workload(wl);
+        std::map<std::string, Tensor> p;
+        if (w.op == Op::DwConv2d) {
+            p["w"] = random_tensor({C, 1, 13, 13}, false, 0, g);
+        } else {
+            p["w0"] = random_tensor({C, 1, 13, 5}, false, 0, g);
+            p["w1"] = random_tensor({C, 1, 5, 13}, false, 0, g);
+            p["w2"] = random_tensor({C, 1, 5, 5}, false, 0, g);
+        }
+        p["b"] = random_tensor({C}, false, 0, g);
+        auto run = [&](Device dev) {
+            BlockedTensor x = ops::make_blocked_tensor(1, C, H, W);
+            BlockedTensor y = ops::make_blocked_tensor(1, C, H, W);
+            ops::unary(ops::Unary::Gelu, x0, x, dev);
+            make_dw_layer(w, dev, p)->run(x.buf, y.buf);
+            return y;
+        };
+        BlockedTensor gpu = run(d), cpu = run(Device::Cpu);
+        std::string first;
+        EXPECT_EQ(mismatches(gpu, cpu, 1e-5, &first), 0u) << first;
+    }
 }
 
 // Without a CUDA driver a kernel call must fail with a message, never abort.
