@@ -106,35 +106,14 @@ void run(int rc, const KernelInfo& k, Device d, BlockedTensor& y) {
 
 std::string op_prefix(const char* op) { return std::string("ops::") + op + ": "; }
 
-// Every blocked tensor must have the block count of its channel count.
 void check_layout(const char* op, const char* role, const BlockedTensor& t) {
-    if (!t.buf.data() && !t.buf.raw_buffer()->device) {
-        throw std::invalid_argument(op_prefix(op) + "tensor '" + role + "' has no storage");
-    }
-    if (t.buf.dim(0).extent() != kLanes || t.channels <= 0 || t.blocks() != blocks_of(t.channels)) {
-        throw std::invalid_argument(op_prefix(op) + "tensor '" + role + "' has " +
-                                    std::to_string(t.blocks()) + " channel blocks of " +
-                                    std::to_string(t.buf.dim(0).extent()) + " lanes for " +
-                                    std::to_string(t.channels) + " channels, expected " +
-                                    std::to_string(blocks_of(t.channels)) + " blocks of 16");
-    }
+    check_blocked_layout(op_prefix(op), role, t);
 }
-
 void check_shape(const char* op, const char* role, const BlockedTensor& t, const Shape& want) {
-    check_layout(op, role, t);
-    if (t.shape() != want) {
-        throw std::invalid_argument(op_prefix(op) + "tensor '" + role + "' has shape " +
-                                    shape_to_string(t.shape()) + ", expected " +
-                                    shape_to_string(want));
-    }
+    check_blocked_shape(op_prefix(op), role, t, want);
 }
-
 void check_channels(const char* op, const char* role, const ChannelVector& v, int c) {
-    if (v.channels != c || v.buf.dim(1).extent() != blocks_of(c)) {
-        throw std::invalid_argument(op_prefix(op) + "parameter '" + role + "' has " +
-                                    std::to_string(v.channels) + " channels, expected " +
-                                    std::to_string(c));
-    }
+    check_channel_vector(op_prefix(op), role, v, c);
 }
 
 std::vector<double> values_of(const Tensor& t, const std::string& what) {
@@ -239,6 +218,41 @@ const KernelInfo& conv_kernel(const PackedConv2d& w, Device d) {
 }
 
 }  // namespace
+
+// Every blocked tensor must be 5-D with 16 lanes and the block count of its channel count.
+void check_blocked_layout(const std::string& prefix, const char* role, const BlockedTensor& t) {
+    if (!t.buf.data() && !t.buf.raw_buffer()->device) {
+        throw std::invalid_argument(prefix + "tensor '" + role + "' has no storage");
+    }
+    if (t.buf.dimensions() != 5 || t.buf.dim(0).extent() != kLanes || t.channels <= 0 ||
+        t.blocks() != blocks_of(t.channels)) {
+        throw std::invalid_argument(prefix + "tensor '" + role + "' has " +
+                                    std::to_string(t.blocks()) + " channel blocks of " +
+                                    std::to_string(t.buf.dim(0).extent()) + " lanes for " +
+                                    std::to_string(t.channels) + " channels, expected " +
+                                    std::to_string(blocks_of(t.channels)) + " blocks of 16");
+    }
+}
+
+void check_blocked_shape(const std::string& prefix, const char* role, const BlockedTensor& t,
+                         const Shape& want) {
+    check_blocked_layout(prefix, role, t);
+    if (t.shape() != want) {
+        throw std::invalid_argument(prefix + "tensor '" + role + "' has shape " +
+                                    shape_to_string(t.shape()) + ", expected " +
+                                    shape_to_string(want));
+    }
+}
+
+void check_channel_vector(const std::string& prefix, const char* role, const ChannelVector& v,
+                          int c) {
+    if (v.channels != c || v.buf.dimensions() != 2 || v.buf.dim(0).extent() != kLanes ||
+        v.buf.dim(1).extent() != blocks_of(c)) {
+        throw std::invalid_argument(prefix + "parameter '" + role + "' has " +
+                                    std::to_string(v.channels) + " channels, expected " +
+                                    std::to_string(c));
+    }
+}
 
 // ---- Tensors ----------------------------------------------------------------------------------
 

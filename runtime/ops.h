@@ -68,6 +68,15 @@ struct ChannelVector {
 // From any f32 / f64 tensor with C elements (e.g. [C] or GRN's [1, 1, 1, C]). `what` names the
 // tensor in errors.
 ChannelVector pack_channels(const Tensor& v, const std::string& what);
+
+// Argument checks shared by ops and train_ops: `prefix` starts each message ("ops::gemm: "); the
+// message names the tensor / parameter and the expected layout, shape or channel count.
+// std::invalid_argument.
+void check_blocked_layout(const std::string& prefix, const char* role, const BlockedTensor& t);
+void check_blocked_shape(const std::string& prefix, const char* role, const BlockedTensor& t,
+                         const Shape& want);
+void check_channel_vector(const std::string& prefix, const char* role, const ChannelVector& v,
+                          int c);
 ChannelVector constant_channels(int c, float value);
 
 // ---- 1x1 conv / Linear as a GEMM -----------------------------------------------------------

@@ -108,35 +108,13 @@ void after_call(int rc, const KernelInfo& k, Device d, std::initializer_list<hb>
 }
 
 void check_layout(const char* op, const char* role, const BlockedTensor& t) {
-    if (!t.buf.data() && !t.buf.raw_buffer()->device) {
-        throw std::invalid_argument(prefix(op) + "tensor '" + role + "' has no storage");
-    }
-    if (t.buf.dimensions() != 5 || t.buf.dim(0).extent() != kLanes || t.channels <= 0 ||
-        t.blocks() != blocks_of(t.channels)) {
-        throw std::invalid_argument(prefix(op) + "tensor '" + role + "' has " +
-                                    std::to_string(t.blocks()) + " channel blocks of " +
-                                    std::to_string(t.buf.dim(0).extent()) + " lanes for " +
-                                    std::to_string(t.channels) + " channels, expected " +
-                                    std::to_string(blocks_of(t.channels)) + " blocks of 16");
-    }
+    ops::check_blocked_layout(prefix(op), role, t);
 }
-
 void check_shape(const char* op, const char* role, const BlockedTensor& t, const Shape& want) {
-    check_layout(op, role, t);
-    if (t.shape() != want) {
-        throw std::invalid_argument(prefix(op) + "tensor '" + role + "' has shape " +
-                                    shape_to_string(t.shape()) + ", expected " +
-                                    shape_to_string(want));
-    }
+    ops::check_blocked_shape(prefix(op), role, t, want);
 }
-
 void check_channels(const char* op, const char* role, const ChannelVector& v, int c) {
-    if (v.channels != c || v.buf.dimensions() != 2 || v.buf.dim(0).extent() != kLanes ||
-        v.buf.dim(1).extent() != blocks_of(c)) {
-        throw std::invalid_argument(prefix(op) + "parameter '" + role + "' has " +
-                                    std::to_string(v.channels) + " channels, expected " +
-                                    std::to_string(c));
-    }
+    ops::check_channel_vector(prefix(op), role, v, c);
 }
 
 template <typename T, int D>
