@@ -13,23 +13,17 @@
 
 #include "runtime/image.h"
 #include "runtime/safetensors.h"
-
-#ifndef LKC_BINARY
-#error "LKC_BINARY must name the lkc executable"
-#endif
+#include "tests/cli_harness.h"
 
 namespace lkc::test {
 namespace {
 
 namespace fs = std::filesystem;
 
-class LkcCompile : public testing::Test {
+class LkcCompile : public CliTest {
   protected:
     void SetUp() override {
-        dir_ = fs::temp_directory_path() /
-               ("lkc_compile_test_" + std::to_string(::getpid()) + "_" +
-                testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::create_directories(dir_);
+        CliTest::SetUp();
         Image img;
         img.width = 40;
         img.height = 36;
@@ -37,27 +31,6 @@ class LkcCompile : public testing::Test {
         for (size_t i = 0; i < img.rgb.size(); ++i) img.rgb[i] = uint8_t((i * 37) % 251);
         write_ppm(path("img.ppm"), img);
     }
-    void TearDown() override { fs::remove_all(dir_); }
-    std::string path(const std::string& n) const { return (dir_ / n).string(); }
-    struct Result {
-        int code;
-        std::string out, err;
-    };
-    Result sh(const std::string& cmd) const {
-        const std::string out = path("stdout.txt"), err = path("stderr.txt");
-        const int status = std::system((cmd + " >" + out + " 2>" + err).c_str());
-        Result r;
-        r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        std::ifstream fo(out), fe(err);
-        std::stringstream so, se;
-        so << fo.rdbuf();
-        se << fe.rdbuf();
-        r.out = so.str();
-        r.err = se.str();
-        return r;
-    }
-    Result lkc(const std::string& args) const { return sh(std::string(LKC_BINARY) + " " + args); }
-    fs::path dir_;
 };
 
 double rel_diff(const Tensor& a, const Tensor& b) {

@@ -10,54 +10,15 @@
 
 #include "runtime/op_inputs.h"
 #include "runtime/safetensors.h"
+#include "tests/cli_harness.h"
 #include "tests/kernel_harness.h"
-
-#ifndef LKC_BINARY
-#error "LKC_BINARY must name the lkc executable"
-#endif
 
 namespace lkc::test {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-    int code;
-    std::string out, err;
-};
-
-class LkcOp : public testing::Test {
-  protected:
-    void SetUp() override {
-        dir_ = fs::temp_directory_path() /
-               ("lkc_op_test_" + std::to_string(::getpid()) + "_" +
-                testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::create_directories(dir_);
-    }
-    void TearDown() override { fs::remove_all(dir_); }
-
-    std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
-    Result lkc(const std::string& args) const {
-        const std::string out = path("stdout.txt"), err = path("stderr.txt");
-        const std::string cmd = std::string(LKC_BINARY) + " " + args + " >" + out + " 2>" + err;
-        const int status = std::system(cmd.c_str());
-        Result r;
-        r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        r.out = slurp(out);
-        r.err = slurp(err);
-        return r;
-    }
-
-    static std::string slurp(const std::string& p) {
-        std::ifstream f(p);
-        std::stringstream s;
-        s << f.rdbuf();
-        return s.str();
-    }
-
-    fs::path dir_;
-};
+using LkcOp = CliTest;
 
 const char* kWl = "dwconv2d:fwd:n2c20h9w11:k7x7:f32";
 

@@ -19,46 +19,14 @@
 #include "graph/weights.h"
 #include "runtime/image.h"
 #include "runtime/safetensors.h"
-
-#ifndef LKC_BINARY
-#error "LKC_BINARY must name the lkc executable"
-#endif
+#include "tests/cli_harness.h"
 
 namespace lkc::test {
 namespace {
 
 namespace fs = std::filesystem;
 
-class LkcRun : public testing::Test {
-  protected:
-    void SetUp() override {
-        dir_ = fs::temp_directory_path() /
-               ("lkc_run_test_" + std::to_string(::getpid()) + "_" +
-                testing::UnitTest::GetInstance()->current_test_info()->name());
-        fs::create_directories(dir_);
-    }
-    void TearDown() override { fs::remove_all(dir_); }
-    std::string path(const std::string& n) const { return (dir_ / n).string(); }
-    struct Result {
-        int code;
-        std::string out, err;
-    };
-    Result lkc(const std::string& args) const {
-        const std::string out = path("stdout.txt"), err = path("stderr.txt");
-        const int status =
-            std::system((std::string(LKC_BINARY) + " " + args + " >" + out + " 2>" + err).c_str());
-        Result r;
-        r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        std::ifstream fo(out), fe(err);
-        std::stringstream so, se;
-        so << fo.rdbuf();
-        se << fe.rdbuf();
-        r.out = so.str();
-        r.err = se.str();
-        return r;
-    }
-    fs::path dir_;
-};
+using LkcRun = CliTest;
 
 const char* kModel = "unireplknet-test";
 const char* kFlags = " --size 32 --classes 10 --repeat 2 --no-records";
