@@ -254,6 +254,22 @@ void check_channel_vector(const std::string& prefix, const char* role, const Cha
     }
 }
 
+void check_conv2d_weight(const std::string& prefix, const Tensor& weight, const ConvGeometry& g) {
+    const Shape& s = weight.shape();
+    if (s.size() != 4 || s[0] <= 0 || s[1] <= 0 || s[2] <= 0 || s[3] <= 0) {
+        throw std::invalid_argument(prefix + "weight has shape " + shape_to_string(s) +
+                                    ", expected [Co, Ci/groups, kh, kw]");
+    }
+    if (g.groups <= 0 || s[0] % g.groups != 0 || g.stride <= 0 || g.dilation <= 0 || g.pad_h < 0 ||
+        g.pad_w < 0) {
+        throw std::invalid_argument(
+            prefix + "weight " + shape_to_string(s) + " with groups " + std::to_string(g.groups) +
+            ", stride " + std::to_string(g.stride) + ", dilation " + std::to_string(g.dilation) +
+            ", pad " + std::to_string(g.pad_h) + "x" + std::to_string(g.pad_w) +
+            ": expected groups dividing Co, stride and dilation >= 1, pads >= 0");
+    }
+}
+
 // ---- Tensors ----------------------------------------------------------------------------------
 
 BlockedTensor make_blocked_tensor(int n, int c, int h, int w) {
@@ -385,20 +401,8 @@ int PackedConv2d::out_w(int w) const {
 }
 
 PackedConv2d pack_conv2d(const Tensor& weight, const Tensor* bias, const ConvGeometry& g) {
+    check_conv2d_weight("pack_conv2d: ", weight, g);
     const Shape& s = weight.shape();
-    if (s.size() != 4 || s[0] <= 0 || s[1] <= 0 || s[2] <= 0 || s[3] <= 0) {
-        throw std::invalid_argument("pack_conv2d: weight has shape " + shape_to_string(s) +
-                                    ", expected [Co, Ci/groups, kh, kw]");
-    }
-    if (g.groups <= 0 || s[0] % g.groups != 0 || g.stride <= 0 || g.dilation <= 0 || g.pad_h < 0 ||
-        g.pad_w < 0) {
-        throw std::invalid_argument(
-            "pack_conv2d: weight " + shape_to_string(s) + " with groups " +
-            std::to_string(g.groups) + ", stride " + std::to_string(g.stride) + ", dilation " +
-            std::to_string(g.dilation) + ", pad " + std::to_string(g.pad_h) + "x" +
-            std::to_string(g.pad_w) +
-            ": expected groups dividing Co, stride and dilation >= 1, pads >= 0");
-    }
     PackedConv2d p;
     p.out_channels = static_cast<int>(s[0]);
     const int cig = static_cast<int>(s[1]);

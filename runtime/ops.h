@@ -110,6 +110,10 @@ struct ConvGeometry {
     int stride = 1, pad_h = 0, pad_w = 0, dilation = 1, groups = 1;
 };
 
+// Shared by pack_conv2d and train_ops::pack_conv2d_backward: weight [Co, Ci/groups, kh, kw]
+// (positive extents) and a geometry with groups dividing Co, stride, dilation >= 1, pads >= 0.
+void check_conv2d_weight(const std::string& prefix, const Tensor& weight, const ConvGeometry& g);
+
 struct PackedConv2d {
     int in_channels = 0, out_channels = 0, kh = 0, kw = 0;
     ConvGeometry geom;

@@ -439,22 +439,13 @@ int PackedConv2dBackward::out_w(int w) const {
 }
 
 PackedConv2dBackward pack_conv2d_backward(const Tensor& weight, const ops::ConvGeometry& g) {
+    const std::string name = "train_ops::pack_conv2d_backward: ";
+    if (weight.dtype() != DType::F32) {
+        throw std::invalid_argument(name + "weight has dtype " + dtype_name(weight.dtype()) +
+                                    ", expected F32");
+    }
+    ops::check_conv2d_weight(name, weight, g);
     const Shape& s = weight.shape();
-    if (s.size() != 4 || s[0] <= 0 || s[1] <= 0 || s[2] <= 0 || s[3] <= 0 ||
-        weight.dtype() != DType::F32) {
-        throw std::invalid_argument(
-            "train_ops::pack_conv2d_backward: weight has shape " + shape_to_string(s) +
-            " and dtype " + dtype_name(weight.dtype()) + ", expected F32 [Co, Ci/groups, kh, kw]");
-    }
-    if (g.groups <= 0 || s[0] % g.groups != 0 || g.stride <= 0 || g.dilation <= 0 || g.pad_h < 0 ||
-        g.pad_w < 0) {
-        throw std::invalid_argument(
-            "train_ops::pack_conv2d_backward: weight " + shape_to_string(s) + " with groups " +
-            std::to_string(g.groups) + ", stride " + std::to_string(g.stride) + ", dilation " +
-            std::to_string(g.dilation) + ", pad " + std::to_string(g.pad_h) + "x" +
-            std::to_string(g.pad_w) +
-            ": expected groups dividing Co, stride and dilation >= 1, pads >= 0");
-    }
     PackedConv2dBackward p;
     p.out_channels = static_cast<int>(s[0]);
     const int cig = static_cast<int>(s[1]);
