@@ -219,6 +219,21 @@ const char* const kShiftOut[3] = {"yh", "yv", "ys"};
 const char* const kShiftDy[3] = {"dyh", "dyv", "dys"};
 }  // namespace
 
+Stacked stacked_view(const Blocked& b) {
+    halide_buffer_t raw = *b.raw_buffer();
+    halide_dimension_t dims[6];
+    for (int i = 0, j = 0; i < 6; ++i) {
+        if (i == 3) {
+            dims[i] = halide_dimension_t(0, 1, int32_t(b.number_of_elements()));
+        } else {
+            dims[i] = raw.dim[j++];
+        }
+    }
+    raw.dimensions = 6;
+    raw.dim = dims;
+    return Stacked(raw);  // copies the shape; the device allocation stays b's (unmanaged)
+}
+
 TapsRunner::TapsRunner(const Workload& w, Device d, const std::string& kernel_name) : w_(w), d_(d) {
     install_halide_error_handler();
     if (w.op != Op::DwConv2dMulti && w.op != Op::ShiftWise) {

@@ -77,6 +77,12 @@ class TapPlan {
 
 using Stacked = Halide::Runtime::Buffer<float, 6>;  // (16, W, H, S, ceil(C/16), N)
 
+// The row-table kernels' 6-D view (16, W, H, 1, CB, N) of a blocked buffer, sharing its host and
+// device storage and its dirty flags. Not Buffer::embedded(): embed() translates the new
+// dimension, and translate() drops the view's device allocation (HalideBuffer.h), so on a GPU the
+// kernel read and wrote fresh device copies — zeros in y (whole networks on OpenCL were wrong).
+Stacked stacked_view(const Blocked& b);
+
 // The depth-wise kernels of a dwconv2d_multi or shiftwise workload as TapPlan sees them
 // (shift-wise: yh, yv, ys; backward-data swaps inputs and outputs; the fused inference form
 // writes every kernel to output 0).

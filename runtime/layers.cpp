@@ -81,25 +81,6 @@ void device_alloc(Blocked& b, Device d) {
     if (b.host_dirty()) check_halide(b.copy_to_device(iface), "copy to device", d);
 }
 
-// The row-table kernels' 6-D view (16, W, H, 1, CB, N) of a blocked buffer, sharing its host and
-// device storage and its dirty flags. Not Buffer::embedded(): embed() translates the new
-// dimension, and translate() drops the view's device allocation (HalideBuffer.h), so on a GPU the
-// kernel read and wrote fresh device copies — zeros in y (whole networks on OpenCL were wrong).
-Stacked stacked_view(const Blocked& b) {
-    halide_buffer_t raw = *b.raw_buffer();
-    halide_dimension_t dims[6];
-    for (int i = 0, j = 0; i < 6; ++i) {
-        if (i == 3) {
-            dims[i] = halide_dimension_t(0, 1, int32_t(b.number_of_elements()));
-        } else {
-            dims[i] = raw.dim[j++];
-        }
-    }
-    raw.dimensions = 6;
-    raw.dim = dims;
-    return Stacked(raw);  // copies the shape; the device allocation stays b's (unmanaged)
-}
-
 void check_kernel(const Workload& w, Device d, const std::string& kernel, const KernelInfo* k) {
     if (!kernel.empty() && kernel != k->name) {
         throw std::invalid_argument("kernel '" + kernel + "' does not exist or cannot run '" +

@@ -1,0 +1,152 @@
+// DwTrainLayer (runtime/dw_train.h): forward per branch, backward-data summed over branches and
+// backward-weight per branch, on blocked buffers, against the naive double-precision reference
+// (runtime/reference_dwconv.h). Tolerance: 1e-5 of the largest |reference| value per output
+// (f32 sums of at most N*H*W terms of |x*dy| <= 1).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "runtime/dw_train.h"
+#include "runtime/reference_dwconv.h"
+
+namespace lkc {
+namespace {
+
+std::vector<double> random_values(size_t n, std::mt19937& g) {
+    std::uniform_real_distribution<double> u(-1, 1);
+    std::vector<double> v(n);
+    for (double& x : v) x = float(u(g));  // exactly representable in f32
+    return v;
+}
+
+Tensor tensor_of(const std::vector<double>& v, const Shape& s) {
+    Tensor t(DType::F32, s);
+    for (size_t i = 0; i < v.size(); ++i) t.data<float>()[i] = float(v[i]);
+    return t;
+}
+
+void expect_close(const std::vector<double>& want, const float* got, const std::string& what) {
+    double scale = 0;
+    for (double v : want) scale = std::max(scale, std::fabs(v));
+    double worst = 0;
+    for (size_t i = 0; i < want.size(); ++i)
+        worst = std::max(worst, std::fabs(double(got[i]) - want[i]));
+    EXPECT_LE(worst, 1e-5 * std::max(1.0, scale)) << what << ": max |error| " << worst;
+}
+
+struct Case {
+    int n, c, h, w, stride;
+    std::vector<Branch> branches;
+    bool bias;
+};
+
+void run_case(const Case& k) {
+    std::mt19937 gen(7);
+    const int N = k.n, C = k.c, H = k.h, W = k.w, s = k.stride;
+    DwTrainLayer layer(N, C, H, W, s, k.branches);
+    const int OH = layer.out_h(), OW = layer.out_w();
+    const size_t B = k.branches.size();
+    const auto x = random_values(size_t(N) * C * H * W, gen);
+    std::vector<std::vector<double>> ws, bs, dys;
+    std::vector<const float*> wp, bp;
+    std::vector<Tensor> wt, bt;
+    for (const Branch& b : k.branches) {
+        ws.push_back(random_values(size_t(C) * b.kh * b.kw, gen));
+        bs.push_back(k.bias ? random_values(size_t(C), gen) : std::vector<double>());
+        dys.push_back(random_values(size_t(N) * C * OH * OW, gen));
+        wt.push_back(tensor_of(ws.back(), {C, 1, b.kh, b.kw}));
+        wp.push_back(wt.back().data<float>());
+        if (k.bias) {
+            bt.push_back(tensor_of(bs.back(), {C}));
+            bp.push_back(bt.back().data<float>());
+        }
+    }
+    layer.set_weights(wp, bp);
+    const Blocked xb = to_blocked(tensor_of(x, {N, C, H, W}));
+
+    Stacked ys = layer.make_outputs();
+    layer.forward(xb, ys);
+    Stacked dyb = layer.make_outputs();
+    for (size_t i = 0; i < B; ++i) {
+        Blocked view = dyb.sliced(3, int(i));
+        to_blocked_into(tensor_of(dys[i], {N, C, OH, OW}), view);
+    }
+    Blocked dx = make_blocked(N, C, H, W);
+    layer.backward_data(dyb, dx);
+    std::vector<std::vector<float>> dw(B), db(B);
+    std::vector<float*> dwp, dbp;
+    for (size_t i = 0; i < B; ++i) {
+        // Accumulates: start from 1 and subtract it below.
+        dw[i].assign(ws[i].size(), 1.0f);
+        db[i].assign(size_t(C), 1.0f);
+        dwp.push_back(dw[i].data());
+        dbp.push_back(db[i].data());
+    }
+    layer.backward_weight(xb, dyb, dwp, dbp);
+
+    std::vector<double> dx_ref(x.size(), 0.0);
+    for (size_t i = 0; i < B; ++i) {
+        const Branch& b = k.branches[i];
+        const std::string tag = "branch " + std::to_string(i) + " " + std::to_string(b.kh) + "x" +
+                                std::to_string(b.kw) + "d" + std::to_string(b.dilation);
+        const auto y = ref::dwconv_fwd(x, ws[i], bs[i], N, C, H, W, b.kh, b.kw, s, b.dilation);
+        Blocked yv = ys.sliced(3, int(i));
+        const Tensor yt = from_blocked(yv, C);
+        expect_close(y, yt.data<float>(), tag + " forward");
+        const auto dxi =
+            ref::dwconv_bwd_data(dys[i], ws[i], N, C, H, W, b.kh, b.kw, s, b.dilation);
+        for (size_t e = 0; e < dx_ref.size(); ++e) dx_ref[e] += dxi[e];
+        std::vector<double> dwr, dbr;
+        ref::dwconv_bwd_weight(x, dys[i], N, C, H, W, b.kh, b.kw, s, b.dilation, &dwr, &dbr);
+        for (float& v : dw[i]) v -= 1.0f;
+        for (float& v : db[i]) v -= 1.0f;
+        expect_close(dwr, dw[i].data(), tag + " backward-weight");
+        expect_close(dbr, db[i].data(), tag + " bias gradient");
+    }
+    const Tensor dxt = from_blocked(dx, C);
+    expect_close(dx_ref, dxt.data<float>(), "backward-data");
+    // Padding lanes of dx are written as zero.
+    for (int lane = C % 16; lane && lane < 16; ++lane)
+        EXPECT_EQ(dx(lane, 0, 0, C / 16, 0), 0.0f) << "padding lane " << lane;
+}
+
+TEST(DwTrainLayer, SlakThreeBranchesMatchReference) {
+    run_case({2, 21, 8, 8, 1, {{13, 5, 1}, {5, 13, 1}, {5, 5, 1}}, false});
+}
+
+TEST(DwTrainLayer, DilatedBranchesWithBiasMatchReference) {
+    run_case({2, 19, 11, 9, 1, {{7, 7, 1}, {5, 5, 2}, {3, 3, 3}}, true});
+}
+
+TEST(DwTrainLayer, RepLKNetLargeAndSmallOnALargerMap) {
+    run_case({1, 37, 14, 14, 1, {{31, 31, 1}, {5, 5, 1}}, false});
+}
+
+TEST(DwTrainLayer, SingleDenseKernelStrideTwo) {
+    run_case({2, 33, 9, 10, 2, {{7, 7, 1}}, true});
+}
+
+TEST(DwTrainLayer, SingleDenseDilated) { run_case({2, 17, 12, 12, 1, {{5, 3, 2}}, false}); }
+
+TEST(DwTrainLayer, RejectsBadConfigurations) {
+    EXPECT_THROW(DwTrainLayer(1, 16, 8, 8, 1, {{4, 5, 1}}), std::invalid_argument);
+    EXPECT_THROW(DwTrainLayer(1, 16, 8, 8, 2, {{5, 5, 1}, {3, 3, 1}}), std::invalid_argument);
+    EXPECT_THROW(DwTrainLayer(1, 16, 8, 8, 1, {}), std::invalid_argument);
+    EXPECT_THROW(DwTrainLayer(1, 16, 8, 8, 1, {{5, 5, 1}}, Device::OpenCL),
+                 std::invalid_argument);
+    DwTrainLayer l(1, 16, 8, 8, 1, {{5, 5, 1}, {3, 3, 1}});
+    Stacked wrong(16, 8, 8, 1, 1, 1);  // one slot for two branches
+    const Blocked x = make_blocked(1, 16, 8, 8);
+    try {
+        l.forward(x, wrong);
+        FAIL() << "a one-slot output for two branches was accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("outputs is (16, 8, 8, 1, 1, 1), expected"),
+                  std::string::npos)
+            << e.what();
+    }
+}
+
+}  // namespace
+}  // namespace lkc
