@@ -223,8 +223,9 @@ int run_train(TrainArgs& a) {
         run.trainer().set_timing(false);
         for (const auto& t : run.trainer().last_times())
             if (t.fwd_ms + t.bwd_ms > 0.05)
-                std::printf("  %-40s %-18s %8.3f %8.3f %6.2f\n", t.name.c_str(), t.op.c_str(),
-                            t.fwd_ms, t.bwd_ms, t.fwd_ms > 0 ? t.bwd_ms / t.fwd_ms : 0.0);
+                std::printf("  %-40s %-18s %8.3f %8.3f %6.2f  %s\n", t.name.c_str(), t.op.c_str(),
+                            t.fwd_ms, t.bwd_ms, t.fwd_ms > 0 ? t.bwd_ms / t.fwd_ms : 0.0,
+                            t.kernels.c_str());
     }
     const int64_t steps_run = done - start;
     std::printf("trained %lld steps in %.1f s (%.1f img/s, %.1f ms/step)\n",

@@ -9,6 +9,7 @@
 
 #include "graph/executor.h"
 #include "graph/node_workload.h"
+#include "runtime/dw_train.h"
 #include "runtime/layers.h"
 #include "runtime/op_runner.h"
 #include "runtime/ops.h"
@@ -133,7 +134,24 @@ struct NodeState {
     std::unique_ptr<OpRunner> bwd_data, bwd_weight;
     std::vector<int> slots;  // parameter slots of the node, by role order
     std::map<std::string, int> role_slot;
+    int group = -1;  // dwconv2d: its DwGroup; -1: the OpRunner path (sparse kernels)
     double fwd_ms = 0, bwd_ms = 0;
+};
+
+// Dense depth-wise nodes reading one tensor, run by one DwTrainLayer on blocked buffers (the
+// train form of a re-parameterised block: its branches in one pass, one output each). Their
+// outputs and output gradients are slices of one stacked buffer each, so the layer reads and
+// writes them in place. Membership is settled at the first forward (`decided`): masked members
+// whose sparse kernels measure faster leave for the OpRunner path, and a group whose fused
+// layer measures slower than one layer per member is split.
+struct DwGroup {
+    std::vector<int> members;  // node indices, ascending; the first runs the group
+    int input = -1;
+    bool decided = false;
+    std::unique_ptr<DwTrainLayer> layer;
+    Stacked act, grad;
+    int version = -1;
+    std::string choice;  // how membership was settled (profile, tests)
 };
 
 }  // namespace
@@ -145,6 +163,7 @@ struct Trainer::Impl {
     std::vector<Slot> slots;
     std::map<std::string, int> slot_of;
     std::vector<NodeState> ns;
+    std::vector<DwGroup> groups;
     std::vector<BlockedTensor> act, grad, scratch;
     std::vector<bool> grad_set, needs_grad;
     MaskSet masks;
@@ -152,6 +171,7 @@ struct Trainer::Impl {
     int64_t steps = 0;  // optimizer steps taken
     int micro = 0;      // micro-batches since the last step
     bool timing = false;
+    bool groups_masked = false;  // groups rebuilt since masks appeared
 
     // ---- set-up ---------------------------------------------------------------------------
 
@@ -488,6 +508,247 @@ struct Trainer::Impl {
         }
     }
 
+    // ---- depth-wise groups (runtime/dw_train.h) --------------------------------------------
+
+    // Candidate groups: dense dwconv2d nodes of stride 1 by input tensor (a block's branches);
+    // any other dense dwconv2d node (stride 2) alone. Rebuilt when masks first appear, so that
+    // masked members are measured against the sparse kernels.
+    void make_groups() {
+        groups.clear();
+        std::map<int, int> by_input;
+        for (size_t i = 0; i < g.nodes.size(); ++i) {
+            NodeState& s = ns[i];
+            s.group = -1;
+            if (g.nodes[i].op != OpKind::DwConv2d || s.wl.op != Op::DwConv2d) continue;
+            s.sparse_choice = -1;
+            s.layer.reset();
+            const int in = g.nodes[i].inputs[0];
+            auto it = by_input.find(in);
+            int gi;
+            if (s.wl.stride == 1 && it != by_input.end()) {
+                gi = it->second;
+            } else {
+                groups.emplace_back();
+                gi = int(groups.size()) - 1;
+                groups[size_t(gi)].input = in;
+                if (s.wl.stride == 1) by_input[in] = gi;
+            }
+            groups[size_t(gi)].members.push_back(int(i));
+            s.group = gi;
+        }
+    }
+
+    std::unique_ptr<DwTrainLayer> make_group_layer(const std::vector<int>& members) {
+        const Workload& w0 = ns[size_t(members[0])].wl;
+        std::vector<Branch> br;
+        for (int i : members) {
+            const Workload& w = ns[size_t(i)].wl;
+            br.push_back({w.kh, w.kw, w.dilation});
+        }
+        auto l = std::make_unique<DwTrainLayer>(w0.n, w0.c, w0.h, w0.w, w0.stride, br, d);
+        set_group_weights(*l, members);
+        return l;
+    }
+
+    void set_group_weights(DwTrainLayer& l, const std::vector<int>& members) {
+        std::vector<const float*> wp, bp;
+        for (int i : members) {
+            const NodeState& s = ns[size_t(i)];
+            wp.push_back(slots[size_t(s.role_slot.at("weight"))].plain.data<float>());
+            auto b = s.role_slot.find("bias");
+            bp.push_back(b == s.role_slot.end() ? nullptr
+                                                : slots[size_t(b->second)].plain.data<float>());
+        }
+        l.set_weights(wp, bp);
+    }
+
+    // Median of 3 (after a warm-up run) of forward + backward-data + backward-weight on the
+    // batch (ms).
+    double time_group_layer(DwTrainLayer& l, const Blocked& x) {
+        Stacked y = l.make_outputs();
+        Blocked dx(x.dim(0).extent(), x.dim(1).extent(), x.dim(2).extent(), x.dim(3).extent(),
+                   x.dim(4).extent());
+        std::vector<std::vector<float>> dw;
+        std::vector<float*> dwp;
+        for (int b = 0; b < l.branches(); ++b) {
+            dw.emplace_back(size_t(x.dim(3).extent()) * 16 * 63 * 63);
+            dwp.push_back(dw.back().data());
+        }
+        std::vector<double> t;
+        for (int r = 0; r < 4; ++r) {  // the first run warms caches and the thread pool
+            const double t0 = now_ms();
+            l.forward(x, y);
+            l.backward_data(y, dx);
+            l.backward_weight(x, y, dwp, {});
+            if (r > 0) t.push_back(now_ms() - t0);
+        }
+        std::sort(t.begin(), t.end());
+        return t[1];
+    }
+
+    void bind_group(DwGroup& gr) {
+        gr.layer = make_group_layer(gr.members);
+        gr.act = gr.layer->make_outputs();
+        gr.grad = gr.layer->make_outputs();
+        for (size_t b = 0; b < gr.members.size(); ++b) {
+            const int o = g.nodes[size_t(gr.members[b])].outputs[0];
+            act[size_t(o)].buf = gr.act.sliced(3, int(b));
+            grad[size_t(o)].buf = gr.grad.sliced(3, int(b));
+        }
+        gr.version = group_version(gr);
+        gr.decided = true;
+    }
+
+    int group_version(const DwGroup& gr) const {
+        int v = 0;
+        for (int i : gr.members) v += node_version(ns[size_t(i)]);
+        return v;
+    }
+
+    // Settles group gi's membership at its first forward (see DwGroup).
+    void decide_group(int gi) {
+        std::vector<int> keep;
+        for (int i : groups[size_t(gi)].members) {
+            const Node& n = g.nodes[size_t(i)];
+            NodeState& s = ns[size_t(i)];
+            if (masks.masks().count(n.param("weight"))) {
+                run_workload(n, s, dw_params(n, s));
+                if (s.sparse) {
+                    s.group = -1;
+                    continue;
+                }
+            }
+            keep.push_back(i);
+        }
+        groups[size_t(gi)].members = keep;
+        if (keep.empty()) {
+            groups[size_t(gi)].decided = true;
+            return;
+        }
+        if (keep.size() > 1) {
+            const Blocked& x = act[size_t(groups[size_t(gi)].input)].buf;
+            const double fused = time_group_layer(*make_group_layer(keep), x);
+            double separate = 0;
+            for (int i : keep) separate += time_group_layer(*make_group_layer({i}), x);
+            char why[96];
+            std::snprintf(why, sizeof why, "fused %.3f ms vs separate %.3f ms (fwd+bwd)", fused,
+                          separate);
+            groups[size_t(gi)].choice = why;
+            if (separate < fused) {
+                groups[size_t(gi)].members = {keep[0]};
+                for (size_t k = 1; k < keep.size(); ++k) {
+                    DwGroup one;
+                    one.members = {keep[k]};
+                    one.input = groups[size_t(gi)].input;
+                    one.choice = why;
+                    groups.push_back(std::move(one));
+                    ns[size_t(keep[k])].group = int(groups.size()) - 1;
+                    bind_group(groups.back());
+                }
+            }
+        }
+        bind_group(groups[size_t(gi)]);
+    }
+
+    // How each node's depth-wise kernels were settled, for checkpoints (a resumed run must run
+    // the same kernels to repeat the losses bitwise): -1 not yet, 0 its own layer, 1 fused with
+    // its block, 2 the sparse kernels.
+    std::vector<int64_t> dw_layout() const {
+        std::vector<int64_t> code(g.nodes.size(), -1);
+        for (const DwGroup& gr : groups)
+            if (gr.decided)
+                for (int m : gr.members) code[size_t(m)] = gr.members.size() > 1 ? 1 : 0;
+        for (size_t i = 0; i < g.nodes.size(); ++i)
+            if (g.nodes[i].op == OpKind::DwConv2d && ns[i].sparse_choice == 1 && ns[i].group < 0)
+                code[i] = 2;
+        return code;
+    }
+    void apply_dw_layout(const std::vector<int64_t>& code) {
+        if (code.size() != g.nodes.size())
+            throw std::runtime_error("checkpoint: train.dw_layout has " +
+                                     std::to_string(code.size()) + " entries for " +
+                                     std::to_string(g.nodes.size()) + " nodes");
+        make_groups();
+        std::vector<DwGroup> old = std::move(groups);
+        groups.clear();
+        auto add = [&](std::vector<int> members, bool bind) {
+            DwGroup gr;
+            gr.members = std::move(members);
+            gr.input = g.nodes[size_t(gr.members[0])].inputs[0];
+            gr.choice = "from the checkpoint";
+            groups.push_back(std::move(gr));
+            for (int m : groups.back().members) ns[size_t(m)].group = int(groups.size()) - 1;
+            if (bind) bind_group(groups.back());
+        };
+        for (DwGroup& og : old) {
+            bool settled = true;
+            for (int m : og.members) settled = settled && code[size_t(m)] >= 0;
+            if (!settled) {
+                add(og.members, false);
+                continue;
+            }
+            std::vector<int> fused;
+            for (int m : og.members) {
+                NodeState& s = ns[size_t(m)];
+                if (masks.masks().count(g.nodes[size_t(m)].param("weight")))
+                    s.sparse_choice = code[size_t(m)] == 2 ? 1 : 0;
+                if (code[size_t(m)] == 2) {
+                    s.group = -1;
+                } else if (code[size_t(m)] == 1) {
+                    fused.push_back(m);
+                } else {
+                    add({m}, true);
+                }
+            }
+            if (!fused.empty()) add(fused, true);
+        }
+    }
+
+    void group_forward(size_t i) {
+        if (!groups[size_t(ns[i].group)].decided) decide_group(ns[i].group);
+        if (ns[i].group < 0) return dw_forward(g.nodes[i], ns[i]);  // left for the sparse kernels
+        DwGroup& gr = groups[size_t(ns[i].group)];
+        if (gr.members[0] != int(i)) return;  // the first member runs the group
+        const int ver = group_version(gr);
+        if (ver != gr.version) {
+            set_group_weights(*gr.layer, gr.members);
+            gr.version = ver;
+        }
+        gr.layer->forward(act[size_t(gr.input)].buf, gr.act);
+    }
+
+    // At the first member, the last of the group reached in reverse order: every member's output
+    // gradient is complete.
+    void group_backward(size_t i) {
+        DwGroup& gr = groups[size_t(ns[i].group)];
+        if (gr.members[0] != int(i)) return;
+        bool any = false;
+        for (size_t b = 0; b < gr.members.size(); ++b) {
+            const int o = g.nodes[size_t(gr.members[b])].outputs[0];
+            if (grad_set[size_t(o)]) {
+                any = true;
+            } else {
+                grad[size_t(o)].buf.fill(0.0f);
+            }
+        }
+        if (!any) return;
+        const int in = gr.input;
+        if (needs_grad[size_t(in)]) {
+            gr.layer->backward_data(gr.grad, grad_out(in).buf);
+            commit(in);
+        }
+        std::vector<float*> dw, db;
+        for (int m : gr.members) {
+            const NodeState& s = ns[size_t(m)];
+            dw.push_back(slots[size_t(s.role_slot.at("weight"))].grad.data());
+            auto b = s.role_slot.find("bias");
+            db.push_back(b == s.role_slot.end() ? nullptr : slots[size_t(b->second)].grad.data());
+        }
+        gr.layer->backward_weight(act[size_t(in)].buf, gr.grad, dw, db);
+        for (int m : gr.members)
+            for (int sl : ns[size_t(m)].slots) slots[size_t(sl)].grad.set_host_dirty();
+    }
+
     // ---- gradient bookkeeping --------------------------------------------------------------
 
     // grad[id] += t (or = t on the first contribution).
@@ -532,6 +793,8 @@ struct Trainer::Impl {
                 }
                 return;
             case OpKind::DwConv2d:
+                if (s.group >= 0) return group_forward(i);
+                return dw_forward(n, s);
             case OpKind::DwConv2dMulti:
             case OpKind::DwConv2dSparse:
             case OpKind::ShiftWise:
@@ -573,6 +836,7 @@ struct Trainer::Impl {
     void backward_node(size_t i) {
         const Node& n = g.nodes[i];
         NodeState& s = ns[i];
+        if (n.op == OpKind::DwConv2d && s.group >= 0) return group_backward(i);
         bool any = false;
         for (int o : n.outputs) any = any || grad_set[size_t(o)];
         if (!any) return;
@@ -778,6 +1042,10 @@ struct Trainer::Impl {
         return b;
     }
     void install_masks() {
+        if (!masks.empty() && !groups_masked) {
+            make_groups();  // masked members: measured against the sparse kernels
+            groups_masked = true;
+        }
         for (const auto& [key, m] : masks.masks()) {
             Slot& s = slots[size_t(slot_of.at(key))];
             s.mask = slot_mask(s, m);
@@ -865,6 +1133,7 @@ Trainer::Trainer(const graph::Graph& g, const TrainOptions& o) : impl_(std::make
                                     "': train a graph before layout passes");
         m.setup_node(i);
     }
+    m.make_groups();
     if (o.sparsity > 0 && o.mask_init != MaskInit::Snip) {
         const auto keys = maskable_params(g);
         m.masks.init_random(g, layer_densities(g, keys, 1.0 - o.sparsity, o.mask_init), m.rng);
@@ -1004,9 +1273,26 @@ int64_t Trainer::peak_bytes() const {
 
 std::vector<Trainer::NodeTime> Trainer::last_times() const {
     std::vector<NodeTime> v;
-    for (size_t i = 0; i < impl_->g.nodes.size(); ++i)
-        v.push_back({impl_->g.nodes[i].name, graph::op_name(impl_->g.nodes[i].op),
-                     impl_->ns[i].fwd_ms, impl_->ns[i].bwd_ms});
+    const Impl& m = *impl_;
+    for (size_t i = 0; i < m.g.nodes.size(); ++i) {
+        NodeTime t{m.g.nodes[i].name, graph::op_name(m.g.nodes[i].op), m.ns[i].fwd_ms,
+                   m.ns[i].bwd_ms, ""};
+        const NodeState& s = m.ns[i];
+        if (s.group >= 0) {
+            const DwGroup& gr = m.groups[size_t(s.group)];
+            if (gr.members.size() > 1)
+                t.kernels = gr.members[0] == int(i)
+                                ? "fused x" + std::to_string(gr.members.size())
+                                : "in the fused layer of " + m.g.nodes[size_t(gr.members[0])].name;
+            else
+                t.kernels = "own layer";
+            if (!gr.choice.empty()) t.kernels += " (" + gr.choice + ")";
+            if (gr.layer && gr.members[0] == int(i)) t.kernels += ": " + gr.layer->kernel_names();
+        } else if (s.layer) {
+            t.kernels = (s.sparse ? "sparse kernels: " : "OpRunner path: ") + s.layer->kernel_name();
+        }
+        v.push_back(t);
+    }
     return v;
 }
 
@@ -1026,6 +1312,10 @@ CheckpointData Trainer::state() const {
     c.tensors["train.optimizer_steps"] = scalar_i64(m.steps);
     c.tensors["train.micro"] = scalar_i64(m.micro);
     c.tensors["train.rng.trainer"] = rng_tensor(m.rng);
+    const std::vector<int64_t> layout = m.dw_layout();
+    Tensor lt(DType::I64, {int64_t(layout.size())});
+    std::copy(layout.begin(), layout.end(), lt.data<int64_t>());
+    c.tensors["train.dw_layout"] = lt;
     return c;
 }
 
@@ -1060,6 +1350,13 @@ void Trainer::load_state(const CheckpointData& c) {
         if (k.rfind("mask.", 0) == 0) mk[k.substr(5)] = t;
     if (!mk.empty()) m.install_masks();
     m.after_update();
+    auto lt = c.tensors.find("train.dw_layout");
+    if (lt != c.tensors.end()) {
+        if (lt->second.dtype() != DType::I64 || lt->second.shape().size() != 1)
+            throw std::runtime_error("checkpoint: train.dw_layout is not a 1-D I64 tensor");
+        const int64_t* p = lt->second.data<int64_t>();
+        m.apply_dw_layout(std::vector<int64_t>(p, p + lt->second.numel()));
+    }
 }
 
 }  // namespace train
