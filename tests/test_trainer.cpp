@@ -55,8 +55,9 @@ graph::Graph perturbed(const graph::Graph& g, const std::string& key, int64_t i,
 }
 
 // SGD with lr L, no momentum / decay / warm-up: one step moves every weight by -L * dL/dw.
-TrainOptions plain_sgd(double lr) {
+TrainOptions plain_sgd(double lr, double drop_path = 0) {
     TrainOptions o;
+    o.drop_path = drop_path;
     o.optimizer = "sgd";
     o.lr = o.min_lr = lr;
     o.momentum = 0;
@@ -67,8 +68,10 @@ TrainOptions plain_sgd(double lr) {
     return o;
 }
 
-double loss_at(const graph::Graph& g, const Tensor& x, const std::vector<int32_t>& y) {
-    Trainer t(g, plain_sgd(1.0));
+// Each trainer draws the same drop-path samples at its first step (same seed).
+double loss_at(const graph::Graph& g, const Tensor& x, const std::vector<int32_t>& y,
+               double drop_path = 0) {
+    Trainer t(g, plain_sgd(1.0, drop_path));
     return t.step(x, y).loss;
 }
 
@@ -80,12 +83,13 @@ class TrainerGradients : public ::testing::TestWithParam<std::string> {};
 // difference of the training-mode loss (BN batch statistics, label smoothing 0.1) at the largest-
 // gradient and one random coordinate of every learned tensor. eps 1e-3; tolerance
 // 4e-2 |g| + 1e-3: f32 loss noise ~1e-6 over 2 eps, curvature of GELU / BN over eps.
-TEST_P(TrainerGradients, MatchFiniteDifferences) {
-    const graph::Graph g = tiny(GetParam());
+void check_gradients(const std::string& model, int batch, double drop_path) {
+    const graph::Graph g = tiny(model, batch);
     const Tensor x = random_input(g, 3);
-    const std::vector<int32_t> y = {1, 3};
+    std::vector<int32_t> y;
+    for (int i = 0; i < batch; ++i) y.push_back((2 * i + 1) % 5);
     const double L = 1e4;
-    Trainer t(g, plain_sgd(L));
+    Trainer t(g, plain_sgd(L, drop_path));
     t.step(x, y);
     const graph::Graph after = t.model();
     const CheckpointData st = t.state();
@@ -103,20 +107,45 @@ TEST_P(TrainerGradients, MatchFiniteDifferences) {
         }
         for (int64_t i : {best, int64_t(r() % uint64_t(n))}) {
             const double eps = 1e-3;
-            const double fd = (loss_at(perturbed(g, key, i, eps), x, y) -
-                               loss_at(perturbed(g, key, i, -eps), x, y)) /
+            const double fd = (loss_at(perturbed(g, key, i, eps), x, y, drop_path) -
+                               loss_at(perturbed(g, key, i, -eps), x, y, drop_path)) /
                               (2 * eps);
             const double an = grad[size_t(i)];
             ++checked;
             if (std::fabs(fd - an) > 4e-2 * std::fabs(an) + 1e-3) {
                 ++bad;
-                ADD_FAILURE() << GetParam() << " " << key << "[" << i << "]: analytic " << an
+                ADD_FAILURE() << model << " drop path " << drop_path << " " << " " << key << "[" << i << "]: analytic " << an
                               << ", finite difference " << fd;
             }
         }
     }
     EXPECT_GT(checked, 10);
     EXPECT_EQ(bad, 0);
+}
+
+TEST_P(TrainerGradients, MatchFiniteDifferences) { check_gradients(GetParam(), 2, 0.0); }
+
+// Drop path on: the same per-sample draws in every trainer (seeded), so the loss is a function of
+// the weights and its gradient goes through x + scale_n * y. Batch 6 with rates up to 0.6: some
+// samples are dropped (the loss differs from the run without drop path).
+TEST(TrainerDropPath, GradientsMatchFiniteDifferences) {
+    for (const char* model : {"slak-test", "unireplknet-test"}) {
+        const graph::Graph g = tiny(model, 6);
+        const Tensor x = random_input(g, 3);
+        const std::vector<int32_t> y = {1, 3, 0, 2, 4, 1};
+        EXPECT_NE(loss_at(g, x, y, 0.6), loss_at(g, x, y, 0.0)) << model;
+        check_gradients(model, 6, 0.6);
+    }
+}
+
+TEST(TrainerDropPath, RatesRiseLinearlyOverTheBlocks) {
+    const graph::Graph g = tiny("slak-test");
+    Trainer t(g, plain_sgd(1.0, 0.3));
+    const auto r = t.drop_path_rates();
+    ASSERT_GE(r.size(), 2u);
+    for (size_t k = 0; k < r.size(); ++k)
+        EXPECT_NEAR(r[k].second, 0.3 * double(k) / double(r.size() - 1), 1e-12) << r[k].first;
+    EXPECT_THROW(Trainer(g, plain_sgd(1.0, 1.0)), std::invalid_argument);
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyModels, TrainerGradients,
@@ -225,6 +254,7 @@ RunOptions small_run(int64_t steps, double sparsity) {
     r.train.sparsity = sparsity;
     r.train.prune_every = sparsity > 0 ? 3 : 0;
     r.train.ema_decay = 0.9;
+    r.train.drop_path = 0.2;  // its RNG stream is checkpointed too
     return r;
 }
 

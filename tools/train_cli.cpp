@@ -53,6 +53,10 @@ void register_train(CLI::App& app, TrainArgs& a) {
         ->capture_default_str();
     a.cmd->add_option("--label-smoothing", r.train.label_smoothing, "cross-entropy smoothing")
         ->capture_default_str();
+    a.cmd->add_option("--drop-path", r.train.drop_path,
+                      "stochastic depth: the last block's rate, rising linearly from 0 at the "
+                      "first")
+        ->capture_default_str();
     a.cmd->add_option("--ema", r.train.ema_decay, "EMA decay of the weights (0: off)")
         ->capture_default_str();
     a.cmd

@@ -37,7 +37,8 @@ std::map<std::string, std::string> run_metadata(const RunOptions& o) {
             {"batch", std::to_string(o.batch)},
             {"grad_accum", std::to_string(o.train.grad_accum)},
             {"optimizer", o.train.optimizer},
-            {"sparsity", std::to_string(o.train.sparsity)}};
+            {"sparsity", std::to_string(o.train.sparsity)},
+            {"drop_path", std::to_string(o.train.drop_path)}};
 }
 
 }  // namespace

@@ -80,6 +80,29 @@ void set_channels(ChannelVector& v, const Tensor& t) {
     v.buf.set_host_dirty();
 }
 
+// A block's residual add "<block>.residual" = x + y (the model builders' name; y the branch).
+bool residual_add(const Graph& g, const Node& n) {
+    const std::string suffix = ".residual";
+    return n.op == OpKind::Add && n.name.size() > suffix.size() &&
+           n.name.compare(n.name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+           g.tensor(n.inputs[0]).shape == g.tensor(n.inputs[1]).shape;
+}
+
+// dst = src with sample n scaled by s[n] (drop path; host, CPU trainer).
+void scale_samples(const Blocked& src, const std::vector<float>& s, Blocked& dst) {
+    dst.copy_from(src);
+    for (int n = 0; n < dst.dim(4).extent(); ++n) {
+        Halide::Runtime::Buffer<float, 4> v = dst.sliced(4, n);
+        if (s[size_t(n)] == 0.0f) {
+            v.fill(0.0f);
+        } else if (s[size_t(n)] != 1.0f) {
+            const float k = s[size_t(n)];
+            v.for_each_value([k](float& e) { e *= k; });
+        }
+    }
+    dst.set_host_dirty();
+}
+
 double now_ms() {
     using namespace std::chrono;
     return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
@@ -135,6 +158,11 @@ struct NodeState {
     std::vector<int> slots;  // parameter slots of the node, by role order
     std::map<std::string, int> role_slot;
     int group = -1;  // dwconv2d: its DwGroup; -1: the OpRunner path (sparse kernels)
+    // Residual add with drop path: the rate, this step's per-sample scale of the branch (0 or
+    // 1 / (1 - rate)) and the scaled branch.
+    double drop_rate = 0;
+    std::vector<float> drop_scale;
+    BlockedTensor dropped;
     double fwd_ms = 0, bwd_ms = 0;
 };
 
@@ -168,6 +196,7 @@ struct Trainer::Impl {
     std::vector<bool> grad_set, needs_grad;
     MaskSet masks;
     std::mt19937_64 rng;
+    std::mt19937_64 drop_rng;  // drop path: its own stream (checkpointed)
     int64_t steps = 0;  // optimizer steps taken
     int micro = 0;      // micro-batches since the last step
     bool timing = false;
@@ -812,6 +841,15 @@ struct Trainer::Impl {
             case OpKind::Sigmoid:
                 return ops::unary(ops::Unary::Sigmoid, X(0), Y, d);
             case OpKind::Add:
+                if (s.drop_rate > 0) {
+                    std::bernoulli_distribution keep(1.0 - s.drop_rate);
+                    s.drop_scale.resize(size_t(Y.n()));
+                    for (float& v : s.drop_scale)
+                        v = keep(drop_rng) ? float(1.0 / (1.0 - s.drop_rate)) : 0.0f;
+                    ops::to_host(X(1));
+                    scale_samples(X(1).buf, s.drop_scale, s.dropped.buf);
+                    return ops::binary(ops::Binary::Add, X(0), s.dropped, Y, d);
+                }
                 return ops::binary(ops::Binary::Add, X(0), X(1), Y, d);
             case OpKind::Mul:
                 return ops::binary(ops::Binary::Mul, X(0), X(1), Y, d);
@@ -900,6 +938,13 @@ struct Trainer::Impl {
             case OpKind::Mul: {
                 const ops::Binary op = n.op == OpKind::Add ? ops::Binary::Add : ops::Binary::Mul;
                 const bool same = X(0).shape() == X(1).shape() && X(0).shape() == dY.shape();
+                if (op == ops::Binary::Add && s.drop_rate > 0) {  // x + scale_n * y
+                    add_grad(in(0), dY);
+                    ops::to_host(dY);
+                    scale_samples(dY.buf, s.drop_scale, s.dropped.buf);
+                    add_grad(in(1), s.dropped);
+                    return;
+                }
                 if (op == ops::Binary::Add && same) {
                     for (int k = 0; k < 2; ++k) add_grad(in(k), dY);  // dy flows to both
                     return;
@@ -1134,6 +1179,22 @@ Trainer::Trainer(const graph::Graph& g, const TrainOptions& o) : impl_(std::make
         m.setup_node(i);
     }
     m.make_groups();
+    m.drop_rng.seed(o.seed ^ 0x6a09e667f3bcc908ULL);
+    if (o.drop_path < 0 || o.drop_path >= 1)
+        throw std::invalid_argument("drop_path must be in [0, 1)");
+    std::vector<size_t> residual;
+    for (size_t i = 0; i < m.g.nodes.size(); ++i)
+        if (residual_add(m.g, m.g.nodes[i])) residual.push_back(i);
+    for (size_t k = 0; k < residual.size(); ++k) {
+        const graph::Node& n = m.g.nodes[residual[k]];
+        NodeState& s = m.ns[residual[k]];
+        s.drop_rate = residual.size() > 1 ? o.drop_path * double(k) / double(residual.size() - 1)
+                                          : 0.0;
+        if (s.drop_rate > 0) {
+            const Shape& sh = m.g.tensor(n.outputs[0]).shape;
+            s.dropped = ops::make_blocked_tensor(int(sh[0]), int(sh[1]), int(sh[2]), int(sh[3]));
+        }
+    }
     if (o.sparsity > 0 && o.mask_init != MaskInit::Snip) {
         const auto keys = maskable_params(g);
         m.masks.init_random(g, layer_densities(g, keys, 1.0 - o.sparsity, o.mask_init), m.rng);
@@ -1257,6 +1318,14 @@ int64_t Trainer::optimizer_steps() const { return impl_->steps; }
 double Trainer::learning_rate(int64_t step) const { return impl_->lr_at(step); }
 const MaskSet& Trainer::masks() const { return impl_->masks; }
 
+std::vector<std::pair<std::string, double>> Trainer::drop_path_rates() const {
+    std::vector<std::pair<std::string, double>> r;
+    const Impl& m = *impl_;
+    for (size_t i = 0; i < m.g.nodes.size(); ++i)
+        if (residual_add(m.g, m.g.nodes[i])) r.push_back({m.g.nodes[i].name, m.ns[i].drop_rate});
+    return r;
+}
+
 int64_t Trainer::peak_bytes() const {
     const Impl& m = *impl_;
     int64_t b = 0;
@@ -1312,6 +1381,7 @@ CheckpointData Trainer::state() const {
     c.tensors["train.optimizer_steps"] = scalar_i64(m.steps);
     c.tensors["train.micro"] = scalar_i64(m.micro);
     c.tensors["train.rng.trainer"] = rng_tensor(m.rng);
+    c.tensors["train.rng.drop_path"] = rng_tensor(m.drop_rng);
     const std::vector<int64_t> layout = m.dw_layout();
     Tensor lt(DType::I64, {int64_t(layout.size())});
     std::copy(layout.begin(), layout.end(), lt.data<int64_t>());
@@ -1329,6 +1399,8 @@ void Trainer::load_state(const CheckpointData& c) {
     m.steps = scalar_value(need("train.optimizer_steps"), "train.optimizer_steps");
     m.micro = int(scalar_value(need("train.micro"), "train.micro"));
     m.rng = rng_from_tensor(need("train.rng.trainer"), "train.rng.trainer");
+    if (c.tensors.count("train.rng.drop_path") || m.o.drop_path > 0)
+        m.drop_rng = rng_from_tensor(need("train.rng.drop_path"), "train.rng.drop_path");
     for (Slot& s : m.slots) {
         m.set_from_tensor(s, s.value, need(s.key));
         if (s.store == Store::Plain)

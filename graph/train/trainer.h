@@ -34,6 +34,10 @@ struct TrainOptions {
     double beta1 = 0.9, beta2 = 0.999;
     int64_t warmup_steps = 100, total_steps = 1000;  // schedule: linear warm-up, cosine
     double label_smoothing = 0.1;
+    // Drop path (stochastic depth) on the residual branches ("<block>.residual" adds: x + y):
+    // block k of K drops y per sample with rate drop_path * k / (K - 1) (linearly rising from 0,
+    // as timm's linspace), keeping it scaled by 1 / (1 - rate).
+    double drop_path = 0;
     double ema_decay = 0;  // 0: no EMA
     int grad_accum = 1;    // micro-batches per optimizer step
     // Dynamic sparsity: density = 1 - sparsity (0: off).
@@ -73,6 +77,8 @@ class Trainer {
     int64_t optimizer_steps() const;
     double learning_rate(int64_t step) const;  // the schedule
     const MaskSet& masks() const;
+    // Drop-path rate per residual block, in graph order (empty without residual adds).
+    std::vector<std::pair<std::string, double>> drop_path_rates() const;
     // Bytes of every kept activation and gradient plus parameters and optimizer state.
     int64_t peak_bytes() const;
     // Per-node forward / backward time of the last step (ms), for the benchmark.
