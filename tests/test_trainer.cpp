@@ -205,6 +205,48 @@ TEST(Trainer, BatchNormRunningStatistics) {
 }
 
 // Masked weights stay zero through steps and prune-and-regrow keeps each layer's count.
+// The depth-wise kernel choices (fused / own layer / sparse kernels) travel in the checkpoint: a
+// trainer loading one runs what it says, here every masked layer forced onto the sparse kernels;
+// its next loss agrees with the writer's (dense kernels on the same masked weights) to 1e-5.
+TEST(Trainer, KernelChoicesComeBackFromTheCheckpoint) {
+    const graph::Graph g = tiny("slak-test", 4);
+    const Tensor x = random_input(g, 5);
+    const std::vector<int32_t> y = {0, 1, 2, 3};
+    TrainOptions o = plain_sgd(0.01);
+    o.sparsity = 0.4;
+    Trainer a(g, o);
+    a.step(x, y);
+    CheckpointData st = a.state();
+    Tensor& layout = st.tensors.at("train.dw_layout");
+    ASSERT_EQ(layout.numel(), int64_t(g.nodes.size()));
+    int forced = 0;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+        const graph::Node& n = g.nodes[i];
+        if (n.op != graph::OpKind::DwConv2d) continue;
+        EXPECT_GE(layout.data<int64_t>()[i], 0) << n.name << " was not settled at the first step";
+        if (a.masks().masks().count(n.param("weight"))) {
+            layout.data<int64_t>()[i] = 2;
+            ++forced;
+        }
+    }
+    ASSERT_GT(forced, 0);
+    Trainer b(g, o);
+    b.load_state(st);
+    const Tensor back = b.state().tensors.at("train.dw_layout");
+    for (int64_t i = 0; i < layout.numel(); ++i)
+        EXPECT_EQ(back.data<int64_t>()[i], layout.data<int64_t>()[i]) << g.nodes[size_t(i)].name;
+    bool sparse_ran = false;
+    const double la = a.step(x, y).loss, lb = b.step(x, y).loss;
+    for (const auto& t : b.last_times())
+        sparse_ran = sparse_ran || t.kernels.rfind("sparse kernels", 0) == 0;
+    EXPECT_TRUE(sparse_ran);
+    EXPECT_NEAR(la, lb, 1e-5 * std::fabs(la));
+    Tensor bad(DType::I64, {3});
+    st.tensors["train.dw_layout"] = bad;
+    Trainer c(g, o);
+    EXPECT_THROW(c.load_state(st), std::runtime_error);
+}
+
 TEST(Trainer, MasksHoldThroughStepsAndPruning) {
     const graph::Graph g = tiny("slak-test");
     TrainOptions o = plain_sgd(0.05);
