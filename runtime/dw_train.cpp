@@ -57,8 +57,8 @@ struct DwTrainLayer::Impl {
     void check(const char* what, const Halide::Runtime::Buffer<float>& buf, int wd, int ht,
                int s) const {
         const bool five = buf.dimensions() == 5;
-        bool ok = buf.dim(0).extent() == kLanes && buf.dim(1).extent() == wd &&
-                  buf.dim(2).extent() == ht;
+        bool ok =
+            buf.dim(0).extent() == kLanes && buf.dim(1).extent() == wd && buf.dim(2).extent() == ht;
         if (five) {
             ok = ok && s == 1 && buf.dim(3).extent() == blocks(c) && buf.dim(4).extent() == n;
         } else {

@@ -94,8 +94,7 @@ void run_case(const Case& k) {
         Blocked yv = ys.sliced(3, int(i));
         const Tensor yt = from_blocked(yv, C);
         expect_close(y, yt.data<float>(), tag + " forward");
-        const auto dxi =
-            ref::dwconv_bwd_data(dys[i], ws[i], N, C, H, W, b.kh, b.kw, s, b.dilation);
+        const auto dxi = ref::dwconv_bwd_data(dys[i], ws[i], N, C, H, W, b.kh, b.kw, s, b.dilation);
         for (size_t e = 0; e < dx_ref.size(); ++e) dx_ref[e] += dxi[e];
         std::vector<double> dwr, dbr;
         ref::dwconv_bwd_weight(x, dys[i], N, C, H, W, b.kh, b.kw, s, b.dilation, &dwr, &dbr);
@@ -123,9 +122,7 @@ TEST(DwTrainLayer, RepLKNetLargeAndSmallOnALargerMap) {
     run_case({1, 37, 14, 14, 1, {{31, 31, 1}, {5, 5, 1}}, false});
 }
 
-TEST(DwTrainLayer, SingleDenseKernelStrideTwo) {
-    run_case({2, 33, 9, 10, 2, {{7, 7, 1}}, true});
-}
+TEST(DwTrainLayer, SingleDenseKernelStrideTwo) { run_case({2, 33, 9, 10, 2, {{7, 7, 1}}, true}); }
 
 TEST(DwTrainLayer, SingleDenseDilated) { run_case({2, 17, 12, 12, 1, {{5, 3, 2}}, false}); }
 
@@ -133,8 +130,7 @@ TEST(DwTrainLayer, RejectsBadConfigurations) {
     EXPECT_THROW(DwTrainLayer(1, 16, 8, 8, 1, {{4, 5, 1}}), std::invalid_argument);
     EXPECT_THROW(DwTrainLayer(1, 16, 8, 8, 2, {{5, 5, 1}, {3, 3, 1}}), std::invalid_argument);
     EXPECT_THROW(DwTrainLayer(1, 16, 8, 8, 1, {}), std::invalid_argument);
-    EXPECT_THROW(DwTrainLayer(1, 16, 8, 8, 1, {{5, 5, 1}}, Device::OpenCL),
-                 std::invalid_argument);
+    EXPECT_THROW(DwTrainLayer(1, 16, 8, 8, 1, {{5, 5, 1}}, Device::OpenCL), std::invalid_argument);
     DwTrainLayer l(1, 16, 8, 8, 1, {{5, 5, 1}, {3, 3, 1}});
     Stacked wrong(16, 8, 8, 1, 1, 1);  // one slot for two branches
     const Blocked x = make_blocked(1, 16, 8, 8);

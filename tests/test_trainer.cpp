@@ -114,7 +114,8 @@ void check_gradients(const std::string& model, int batch, double drop_path) {
             ++checked;
             if (std::fabs(fd - an) > 4e-2 * std::fabs(an) + 1e-3) {
                 ++bad;
-                ADD_FAILURE() << model << " drop path " << drop_path << " " << " " << key << "[" << i << "]: analytic " << an
+                ADD_FAILURE() << model << " drop path " << drop_path << " "
+                              << " " << key << "[" << i << "]: analytic " << an
                               << ", finite difference " << fd;
             }
         }

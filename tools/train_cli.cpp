@@ -53,9 +53,10 @@ void register_train(CLI::App& app, TrainArgs& a) {
         ->capture_default_str();
     a.cmd->add_option("--label-smoothing", r.train.label_smoothing, "cross-entropy smoothing")
         ->capture_default_str();
-    a.cmd->add_option("--drop-path", r.train.drop_path,
-                      "stochastic depth: the last block's rate, rising linearly from 0 at the "
-                      "first")
+    a.cmd
+        ->add_option("--drop-path", r.train.drop_path,
+                     "stochastic depth: the last block's rate, rising linearly from 0 at the "
+                     "first")
         ->capture_default_str();
     a.cmd->add_option("--ema", r.train.ema_decay, "EMA decay of the weights (0: off)")
         ->capture_default_str();
@@ -99,6 +100,13 @@ void register_train(CLI::App& app, TrainArgs& a) {
     a.cmd->add_option("--save-weights", a.export_deploy,
                       "write the trained train-form weights (official names) for lkc run / export");
     a.cmd->add_flag("--no-flip", a.no_flip, "no random horizontal flips");
+    a.cmd
+        ->add_option("--fuse-branches", a.fuse,
+                     "a block's depth-wise branches as one fused layer: measure | always | never")
+        ->check(CLI::IsMember({"measure", "always", "never"}))
+        ->capture_default_str();
+    a.cmd->add_flag("--recompute", r.train.recompute,
+                    "recompute GELU / ReLU outputs in the backward instead of keeping them");
     a.cmd->add_flag("--profile", a.profile, "per-layer forward / backward times of the last step");
     a.cmd->add_flag("--quiet,-q", a.quiet, "no progress bar");
 }
@@ -115,6 +123,9 @@ int run_train(TrainArgs& a) {
         throw std::invalid_argument("lkc train: --resume needs --checkpoint FILE");
     r.flip = !a.no_flip;
     r.train.mask_init = train::parse_mask_init(a.mask_init);
+    r.train.fuse_branches = a.fuse == "always"  ? train::TrainOptions::Fuse::Always
+                            : a.fuse == "never" ? train::TrainOptions::Fuse::Never
+                                                : train::TrainOptions::Fuse::Measure;
     const std::string dir = a.data == "fashion-mnist" ? train::kFashionMnistDir : a.data;
     const train::Dataset data = train::load_idx_dataset(dir, a.data);
     std::fprintf(stderr, "lkc train: %s from %s: %d train / %d test images %dx%d\n", a.data.c_str(),
@@ -144,6 +155,7 @@ int run_train(TrainArgs& a) {
         r.model.c_str(), r.batch, r.train.grad_accum, static_cast<long long>(r.steps),
         r.train.optimizer.c_str(), r.train.lr, r.train.sparsity,
         run.trainer().peak_bytes() / 1048576.0);
+    std::fprintf(stderr, "lkc train: memory: %s\n", run.trainer().memory_summary().c_str());
 
     std::FILE* log = nullptr;
     if (!a.log.empty()) {

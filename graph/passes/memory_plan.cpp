@@ -101,6 +101,42 @@ bool in_place_ok(const Graph& g, size_t node, int in, int out, const std::vector
     return operand;
 }
 
+int64_t place_buffers(std::vector<LiveBuffer>& bufs) {
+    // Greedy by size: largest first (then longest-lived), lowest best-fitting gap.
+    std::vector<size_t> order(bufs.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        if (bufs[a].bytes != bufs[b].bytes) return bufs[a].bytes > bufs[b].bytes;
+        const int da = bufs[a].last - bufs[a].first, db = bufs[b].last - bufs[b].first;
+        if (da != db) return da > db;
+        return a < b;
+    });
+    int64_t peak = 0;
+    std::vector<size_t> placed;
+    for (size_t i : order) {
+        LiveBuffer& b = bufs[i];
+        std::vector<size_t> live;
+        for (size_t j : placed) {
+            if (!(bufs[j].last < b.first || bufs[j].first > b.last)) live.push_back(j);
+        }
+        std::sort(live.begin(), live.end(),
+                  [&](size_t x, size_t y) { return bufs[x].offset < bufs[y].offset; });
+        int64_t end = 0, best = -1, best_gap = std::numeric_limits<int64_t>::max();
+        for (size_t j : live) {
+            const int64_t gap = bufs[j].offset - end;
+            if (gap >= b.bytes && gap < best_gap) {
+                best = end;
+                best_gap = gap;
+            }
+            end = std::max(end, bufs[j].offset + bufs[j].bytes);
+        }
+        b.offset = best >= 0 ? best : end;
+        placed.push_back(i);
+        peak = std::max(peak, b.offset + b.bytes);
+    }
+    return peak;
+}
+
 MemoryPlan plan_memory(const Graph& g, const PlanOptions& o) {
     if (o.alignment < 1) throw GraphError("plan_memory: alignment must be >= 1");
     const size_t nt = g.tensors.size();
@@ -151,13 +187,9 @@ MemoryPlan plan_memory(const Graph& g, const PlanOptions& o) {
             }
         }
     }
-    struct Buf {
-        int first, last;
-        int64_t bytes, offset;
-    };
-    std::vector<Buf> bufs;
+    std::vector<LiveBuffer> bufs;
     for (const auto& m : members) {
-        Buf b{std::numeric_limits<int>::max(), std::numeric_limits<int>::min(), 0, 0};
+        LiveBuffer b{std::numeric_limits<int>::max(), std::numeric_limits<int>::min(), 0, 0};
         for (int t : m) {
             b.first = std::min(b.first, p.first[size_t(t)]);
             b.last = std::max(b.last, p.last[size_t(t)]);
@@ -165,37 +197,7 @@ MemoryPlan plan_memory(const Graph& g, const PlanOptions& o) {
         }
         bufs.push_back(b);
     }
-    // Greedy by size: largest first (then longest-lived), lowest best-fitting gap.
-    std::vector<size_t> order(bufs.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-        if (bufs[a].bytes != bufs[b].bytes) return bufs[a].bytes > bufs[b].bytes;
-        const int da = bufs[a].last - bufs[a].first, db = bufs[b].last - bufs[b].first;
-        if (da != db) return da > db;
-        return a < b;
-    });
-    std::vector<size_t> placed;
-    for (size_t i : order) {
-        Buf& b = bufs[i];
-        std::vector<size_t> live;
-        for (size_t j : placed) {
-            if (!(bufs[j].last < b.first || bufs[j].first > b.last)) live.push_back(j);
-        }
-        std::sort(live.begin(), live.end(),
-                  [&](size_t x, size_t y) { return bufs[x].offset < bufs[y].offset; });
-        int64_t end = 0, best = -1, best_gap = std::numeric_limits<int64_t>::max();
-        for (size_t j : live) {
-            const int64_t gap = bufs[j].offset - end;
-            if (gap >= b.bytes && gap < best_gap) {
-                best = end;
-                best_gap = gap;
-            }
-            end = std::max(end, bufs[j].offset + bufs[j].bytes);
-        }
-        b.offset = best >= 0 ? best : end;
-        placed.push_back(i);
-        p.arena_bytes = std::max(p.arena_bytes, b.offset + b.bytes);
-    }
+    p.arena_bytes = place_buffers(bufs);
     for (size_t t = 0; t < nt; ++t) {
         if (buffer[t] >= 0) p.offset[t] = bufs[size_t(buffer[t])].offset;
     }

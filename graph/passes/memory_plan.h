@@ -52,6 +52,16 @@ void tensor_lifetimes(const Graph& g, std::vector<int>* first, std::vector<int>*
 [[nodiscard]] bool in_place_ok(const Graph& g, size_t node, int in, int out,
                                const std::vector<int>& last);
 
+// A buffer live over steps [first, last] (inclusive) needing `bytes`; place_buffers sets `offset`
+// (greedy by size: largest first, then longest-lived, each at the lowest best-fitting gap among the
+// buffers live at the same time) and returns the arena size (max offset + bytes). Buffers whose
+// steps overlap never overlap in memory.
+struct LiveBuffer {
+    int first = 0, last = 0;
+    int64_t bytes = 0, offset = 0;
+};
+int64_t place_buffers(std::vector<LiveBuffer>& bufs);
+
 // Purpose: lifetime-based placement of every activation tensor in one arena (greedy by size:
 // largest buffers first, each at the lowest-fitting gap among the buffers live at the same
 // time); in-place chains share one buffer.

@@ -9,6 +9,7 @@
 
 #include "graph/executor.h"
 #include "graph/node_workload.h"
+#include "graph/train/memory_plan.h"
 #include "runtime/dw_train.h"
 #include "runtime/layers.h"
 #include "runtime/op_runner.h"
@@ -197,10 +198,16 @@ struct Trainer::Impl {
     MaskSet masks;
     std::mt19937_64 rng;
     std::mt19937_64 drop_rng;  // drop path: its own stream (checkpointed)
-    int64_t steps = 0;  // optimizer steps taken
-    int micro = 0;      // micro-batches since the last step
+    int64_t steps = 0;         // optimizer steps taken
+    int micro = 0;             // micro-batches since the last step
     bool timing = false;
     bool groups_masked = false;  // groups rebuilt since masks appeared
+    // Memory plan: the arena, and the two views of each recomputed activation.
+    TrainMemoryPlan plan;
+    bool use_recompute = false;
+    Halide::Runtime::Buffer<float, 1> arena;
+    std::vector<Blocked> fwd_view, back_view;
+    std::vector<bool> recomputed_now;
 
     // ---- set-up ---------------------------------------------------------------------------
 
@@ -537,6 +544,80 @@ struct Trainer::Impl {
         }
     }
 
+    // ---- memory plan ----------------------------------------------------------------------
+
+    BlockedTensor arena_view(int64_t offset, const Shape& s) {
+        const int N = int(s[0]), C = int(s[1]), H = s.size() == 4 ? int(s[2]) : 1,
+                  W = s.size() == 4 ? int(s[3]) : 1;
+        BlockedTensor b;
+        b.channels = C;
+        b.buf = Blocked(arena.data() + offset / 4, 16, W, H, (C + 15) / 16, N);
+        return b;
+    }
+
+    void allocate(bool planned) {
+        plan = plan_training_memory(g, needs_grad, use_recompute);
+        if (planned) {
+            arena =
+                Halide::Runtime::Buffer<float, 1>(int(std::max<int64_t>(16, plan.arena_bytes / 4)));
+            arena.fill(o.poison_arena ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
+        }
+        const size_t nt = g.tensors.size();
+        fwd_view.assign(nt, Blocked());
+        back_view.assign(nt, Blocked());
+        recomputed_now.assign(nt, false);
+        for (size_t i = 0; i < nt; ++i) {
+            const Shape& s = g.tensors[i].shape;
+            const int N = int(s[0]), C = int(s[1]), H = s.size() == 4 ? int(s[2]) : 1,
+                      W = s.size() == 4 ? int(s[3]) : 1;
+            auto own = [&]() { return ops::make_blocked_tensor(N, C, H, W); };
+            act[i] = planned && plan.act_offset[i] >= 0 ? arena_view(plan.act_offset[i], s) : own();
+            if (needs_grad[i]) {
+                grad[i] = planned && plan.grad_offset[i] >= 0 ? arena_view(plan.grad_offset[i], s)
+                                                              : own();
+                scratch[i] = planned && plan.scratch_offset[i] >= 0
+                                 ? arena_view(plan.scratch_offset[i], s)
+                                 : own();
+            }
+            if (plan.recomputed[i]) {
+                fwd_view[i] = act[i].buf;
+                back_view[i] = arena_view(plan.back_offset[i], s).buf;
+            }
+        }
+    }
+
+    // Before a forward: recomputed activations back at their forward storage.
+    void begin_forward() {
+        if (!use_recompute) return;
+        for (size_t t = 0; t < act.size(); ++t)
+            if (plan.recomputed[t]) {
+                act[t].buf = fwd_view[t];
+                recomputed_now[t] = false;
+            }
+    }
+
+    // The backward of every node in reverse order, recomputing what a node's backward reads
+    // first (at its backward storage).
+    void backward_all() {
+        std::vector<int> producer(g.tensors.size(), -1);
+        if (use_recompute)
+            for (size_t i = 0; i < g.nodes.size(); ++i)
+                for (int t : g.nodes[i].outputs) producer[size_t(t)] = int(i);
+        for (size_t i = g.nodes.size(); i-- > 0;) {
+            const double t0 = timing ? now_ms() : 0;
+            if (use_recompute) {
+                for (int t : backward_reads(g, g.nodes[i])) {
+                    if (!plan.recomputed[size_t(t)] || recomputed_now[size_t(t)]) continue;
+                    act[size_t(t)].buf = back_view[size_t(t)];
+                    forward_node(size_t(producer[size_t(t)]));
+                    recomputed_now[size_t(t)] = true;
+                }
+            }
+            backward_node(i);
+            if (timing) ns[i].bwd_ms = now_ms() - t0;
+        }
+    }
+
     // ---- depth-wise groups (runtime/dw_train.h) --------------------------------------------
 
     // Candidate groups: dense dwconv2d nodes of stride 1 by input tensor (a block's branches);
@@ -617,6 +698,14 @@ struct Trainer::Impl {
 
     void bind_group(DwGroup& gr) {
         gr.layer = make_group_layer(gr.members);
+        gr.version = group_version(gr);
+        gr.decided = true;
+        if (gr.members.size() == 1) {  // the node's own (arena) buffers, seen as one slot
+            const int o = g.nodes[size_t(gr.members[0])].outputs[0];
+            gr.act = stacked_view(act[size_t(o)].buf);
+            gr.grad = stacked_view(grad[size_t(o)].buf);
+            return;
+        }
         gr.act = gr.layer->make_outputs();
         gr.grad = gr.layer->make_outputs();
         for (size_t b = 0; b < gr.members.size(); ++b) {
@@ -624,8 +713,6 @@ struct Trainer::Impl {
             act[size_t(o)].buf = gr.act.sliced(3, int(b));
             grad[size_t(o)].buf = gr.grad.sliced(3, int(b));
         }
-        gr.version = group_version(gr);
-        gr.decided = true;
     }
 
     int group_version(const DwGroup& gr) const {
@@ -655,15 +742,21 @@ struct Trainer::Impl {
             return;
         }
         if (keep.size() > 1) {
-            const Blocked& x = act[size_t(groups[size_t(gi)].input)].buf;
-            const double fused = time_group_layer(*make_group_layer(keep), x);
-            double separate = 0;
-            for (int i : keep) separate += time_group_layer(*make_group_layer({i}), x);
-            char why[96];
-            std::snprintf(why, sizeof why, "fused %.3f ms vs separate %.3f ms (fwd+bwd)", fused,
-                          separate);
+            bool split = o.fuse_branches == TrainOptions::Fuse::Never;
+            std::string why = split ? "--fuse-branches never" : "--fuse-branches always";
+            if (o.fuse_branches == TrainOptions::Fuse::Measure) {
+                const Blocked& x = act[size_t(groups[size_t(gi)].input)].buf;
+                const double fused = time_group_layer(*make_group_layer(keep), x);
+                double separate = 0;
+                for (int i : keep) separate += time_group_layer(*make_group_layer({i}), x);
+                char buf[96];
+                std::snprintf(buf, sizeof buf, "fused %.3f ms vs separate %.3f ms (fwd+bwd)", fused,
+                              separate);
+                why = buf;
+                split = separate < fused;
+            }
             groups[size_t(gi)].choice = why;
-            if (separate < fused) {
+            if (split) {
                 groups[size_t(gi)].members = {keep[0]};
                 for (size_t k = 1; k < keep.size(); ++k) {
                     DwGroup one;
@@ -1160,16 +1253,8 @@ Trainer::Trainer(const graph::Graph& g, const TrainOptions& o) : impl_(std::make
     m.grad_set.assign(nt, false);
     m.needs_grad.assign(nt, true);
     for (int id : m.g.inputs) m.needs_grad[size_t(id)] = false;
-    for (size_t i = 0; i < nt; ++i) {
-        const Shape& s = m.g.tensors[i].shape;
-        const int N = int(s[0]), C = int(s[1]), H = s.size() == 4 ? int(s[2]) : 1,
-                  W = s.size() == 4 ? int(s[3]) : 1;
-        m.act[i] = ops::make_blocked_tensor(N, C, H, W);
-        if (m.needs_grad[i]) {
-            m.grad[i] = ops::make_blocked_tensor(N, C, H, W);
-            m.scratch[i] = ops::make_blocked_tensor(N, C, H, W);
-        }
-    }
+    m.use_recompute = o.recompute && o.plan_memory;
+    m.allocate(o.plan_memory);
     m.ns.resize(m.g.nodes.size());
     for (size_t i = 0; i < m.g.nodes.size(); ++i) {
         const graph::Node& n = m.g.nodes[i];
@@ -1188,8 +1273,8 @@ Trainer::Trainer(const graph::Graph& g, const TrainOptions& o) : impl_(std::make
     for (size_t k = 0; k < residual.size(); ++k) {
         const graph::Node& n = m.g.nodes[residual[k]];
         NodeState& s = m.ns[residual[k]];
-        s.drop_rate = residual.size() > 1 ? o.drop_path * double(k) / double(residual.size() - 1)
-                                          : 0.0;
+        s.drop_rate =
+            residual.size() > 1 ? o.drop_path * double(k) / double(residual.size() - 1) : 0.0;
         if (s.drop_rate > 0) {
             const Shape& sh = m.g.tensor(n.outputs[0]).shape;
             s.dropped = ops::make_blocked_tensor(int(sh[0]), int(sh[1]), int(sh[2]), int(sh[3]));
@@ -1212,12 +1297,13 @@ void Trainer::init_masks_snip(const Tensor& x, const std::vector<int32_t>& label
     std::fill(m.grad_set.begin(), m.grad_set.end(), false);
     const int in = m.g.inputs[0];
     m.act[size_t(in)] = ops::to_blocked_tensor(x);
+    m.begin_forward();
     for (size_t i = 0; i < m.g.nodes.size(); ++i) m.forward_node(i);
     const int out = m.g.outputs[0];
     train_ops::softmax_cross_entropy(m.act[size_t(out)], labels, m.o.label_smoothing,
                                      m.grad[size_t(out)], m.d);
     m.grad_set[size_t(out)] = true;
-    for (size_t i = m.g.nodes.size(); i-- > 0;) m.backward_node(i);
+    m.backward_all();
     std::map<std::string, Tensor> scores;
     for (const std::string& key : maskable_params(m.g)) {
         const Slot& s = m.slots[size_t(m.slot_of.at(key))];
@@ -1247,6 +1333,7 @@ StepResult Trainer::step(const Tensor& x, const std::vector<int32_t>& labels) {
     }
     if (m.micro == 0) m.zero_grads();
     m.act[size_t(in)] = ops::to_blocked_tensor(x);
+    m.begin_forward();
     for (size_t i = 0; i < m.g.nodes.size(); ++i) {
         const double t0 = m.timing ? now_ms() : 0;
         m.forward_node(i);
@@ -1257,11 +1344,7 @@ StepResult Trainer::step(const Tensor& x, const std::vector<int32_t>& labels) {
     const train_ops::LossResult lr = train_ops::softmax_cross_entropy(
         m.act[size_t(out)], labels, m.o.label_smoothing, m.grad[size_t(out)], m.d);
     m.grad_set[size_t(out)] = true;
-    for (size_t i = m.g.nodes.size(); i-- > 0;) {
-        const double t0 = m.timing ? now_ms() : 0;
-        m.backward_node(i);
-        if (m.timing) m.ns[i].bwd_ms = now_ms() - t0;
-    }
+    m.backward_all();
     r.loss = lr.loss;
     r.correct = lr.correct;
     r.samples = int(labels.size());
@@ -1328,16 +1411,29 @@ std::vector<std::pair<std::string, double>> Trainer::drop_path_rates() const {
 
 int64_t Trainer::peak_bytes() const {
     const Impl& m = *impl_;
-    int64_t b = 0;
-    for (size_t i = 0; i < m.act.size(); ++i) {
-        b += int64_t(m.act[i].buf.number_of_elements()) * 4;
-        if (m.grad[i].buf.data()) b += 2 * int64_t(m.grad[i].buf.number_of_elements()) * 4;
-    }
+    int64_t b = m.arena.data() ? m.plan.arena_bytes : m.plan.separate_bytes;
+    for (const DwGroup& gr : m.groups)
+        if (gr.members.size() > 1) b += 2 * int64_t(gr.act.number_of_elements()) * 4;
     for (const Slot& s : m.slots) {
         const int64_t e = int64_t(s.value.number_of_elements()) * 4;
         b += e * (2 + (s.v.data() ? 1 : 0) + (s.ema.data() ? 1 : 0) + (s.mask.data() ? 1 : 0));
     }
     return b;
+}
+
+std::string Trainer::memory_summary() const {
+    const Impl& m = *impl_;
+    int rec = 0;
+    for (bool r : m.plan.recomputed) rec += r;
+    auto mib = [](int64_t b) { return double(b) / 1048576.0; };
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "activations + gradients %.1f MiB (%s; live peak %.1f MiB, a buffer each "
+                  "%.1f MiB), %d recomputed",
+                  mib(m.arena.data() ? m.plan.arena_bytes : m.plan.separate_bytes),
+                  m.arena.data() ? "planned arena" : "a buffer each", mib(m.plan.live_peak_bytes),
+                  mib(m.plan.separate_bytes), m.use_recompute ? rec : 0);
+    return buf;
 }
 
 std::vector<Trainer::NodeTime> Trainer::last_times() const {
@@ -1358,7 +1454,8 @@ std::vector<Trainer::NodeTime> Trainer::last_times() const {
             if (!gr.choice.empty()) t.kernels += " (" + gr.choice + ")";
             if (gr.layer && gr.members[0] == int(i)) t.kernels += ": " + gr.layer->kernel_names();
         } else if (s.layer) {
-            t.kernels = (s.sparse ? "sparse kernels: " : "OpRunner path: ") + s.layer->kernel_name();
+            t.kernels =
+                (s.sparse ? "sparse kernels: " : "OpRunner path: ") + s.layer->kernel_name();
         }
         v.push_back(t);
     }

@@ -5,8 +5,9 @@
 // every step, prune-and-regrow every u steps). Kernels: runtime/ops.h (forward),
 // runtime/train_ops.h (backward, BN training, loss, optimizers), the depth-wise families' own
 // backward kernels on blocked buffers (runtime/dw_train.h; the OpRunner path of runtime/op_runner.h
-// for the sparse, multi-branch-summed and shift-wise nodes). Every forward activation is kept for
-// the backward (no recomputation); peak_bytes() reports what that costs.
+// for the sparse, multi-branch-summed and shift-wise nodes). Activations and gradients live in one
+// arena planned by lifetime over the step (graph/train/memory_plan.h), optionally recomputing
+// GELU / ReLU outputs in the backward; peak_bytes() / memory_summary() report it.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +47,18 @@ struct TrainOptions {
     double prune_rate = 0.5;  // cosine-decayed over total_steps
     MaskInit mask_init = MaskInit::Erk;
     uint64_t seed = 1;
+    // Activations and gradients in one arena placed by lifetime over the step
+    // (graph/train/memory_plan.h); false: a buffer each (tests compare the two).
+    bool plan_memory = true;
+    // Recompute GELU / ReLU outputs in the backward instead of keeping them (needs plan_memory).
+    bool recompute = false;
+    // Fill the arena with NaN at start: any read of a buffer before it is written (padding lanes
+    // included) shows in the loss (tests).
+    bool poison_arena = false;
+    // A block's depth-wise branches: one fused layer or one layer each, measured at the first
+    // step (the choice is checkpointed), or fixed (runs that must match bitwise across trainers).
+    enum class Fuse { Measure, Always, Never };
+    Fuse fuse_branches = Fuse::Measure;
 };
 
 struct StepResult {
@@ -79,8 +92,11 @@ class Trainer {
     const MaskSet& masks() const;
     // Drop-path rate per residual block, in graph order (empty without residual adds).
     std::vector<std::pair<std::string, double>> drop_path_rates() const;
-    // Bytes of every kept activation and gradient plus parameters and optimizer state.
+    // Bytes of the activation / gradient arena (or the separate buffers) plus the fused layers'
+    // own output buffers, parameters and optimizer state.
     int64_t peak_bytes() const;
+    // One line: the arena, the live peak, what separate buffers would take, recomputed tensors.
+    std::string memory_summary() const;
     // Per-node forward / backward time of the last step (ms), for the benchmark.
     struct NodeTime {
         std::string name, op;

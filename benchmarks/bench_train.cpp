@@ -1,0 +1,240 @@
+// Training steps with the trainer (issue 6 targets), 2 threads:
+//  1. per depth-wise layer, forward vs backward (data + weight) time inside real training steps:
+//     medians over --steps steps after warm-up, (fwd + bwd) / fwd against the <= 3.5x target,
+//     with the kernels that ran and how they were chosen;
+//  2. the whole step, dense vs --sparsity (SLaK masks, measured kernel choice), measured in
+//     alternating rounds (dense K steps, sparse K steps, ...) so machine drift hits both; the
+//     ratio per round and its median.
+// Inputs are random (N(0,1) images, uniform labels): step time does not depend on the values.
+//
+//   bench_train [--models=slak-fmnist,replknet-fmnist] [--sizes=32,64] [--batch=64]
+//               [--steps=20] [--warmup=5] [--rounds=5] [--sparsity=0.4] [--csv=FILE]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "graph/models/models.h"
+#include "graph/train/trainer.h"
+#include "graph/weights.h"
+
+namespace {
+
+using namespace lkc;
+
+std::vector<std::string> split(const std::string& s) {
+    std::vector<std::string> v;
+    std::string item;
+    for (char c : s + ",") {
+        if (c == ',') {
+            if (!item.empty()) v.push_back(item);
+            item.clear();
+        } else {
+            item += c;
+        }
+    }
+    return v;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double now_ms() {
+    using namespace std::chrono;
+    return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+struct Batch {
+    Tensor x;
+    std::vector<int32_t> y;
+};
+
+Batch random_batch(const graph::Graph& g, uint64_t seed) {
+    Batch b;
+    b.x = Tensor(DType::F32, g.tensor(g.inputs[0]).shape);
+    std::mt19937_64 r(seed);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (int64_t i = 0; i < b.x.numel(); ++i) b.x.data<float>()[i] = nd(r);
+    for (int64_t i = 0; i < b.x.dim(0); ++i) b.y.push_back(int32_t(r() % 10));
+    return b;
+}
+
+graph::Graph model(const std::string& name, int size, int batch) {
+    graph::ModelOptions mo;
+    mo.num_classes = 10;
+    mo.image_size = size;
+    mo.in_chans = 1;
+    mo.batch = batch;
+    graph::Graph g = graph::build_model(name, mo);
+    graph::init_weights(g, 1);
+    return g;
+}
+
+train::TrainOptions options(int64_t steps, double sparsity) {
+    train::TrainOptions o;
+    o.total_steps = steps;
+    o.warmup_steps = 10;
+    o.sparsity = sparsity;
+    o.prune_every = 0;  // the step itself; prune-and-regrow is timed separately in the runs
+    return o;
+}
+
+bool depthwise(const std::string& op) {
+    return op == "dwconv2d" || op == "dwconv2d_multi" || op == "dwconv2d_sparse" ||
+           op == "shiftwise";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> models = {"slak-fmnist", "replknet-fmnist"};
+    std::vector<int> sizes = {32, 64};
+    int batch = 64, steps = 20, warmup = 5, rounds = 5;
+    double sparsity = 0.4;
+    std::string csv;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto val = [&](const char* k) -> const char* {
+            const size_t n = std::strlen(k);
+            return a.compare(0, n, k) == 0 ? a.c_str() + n : nullptr;
+        };
+        if (const char* v = val("--models=")) {
+            models = split(v);
+        } else if (const char* v = val("--sizes=")) {
+            sizes.clear();
+            for (const auto& s : split(v)) sizes.push_back(std::atoi(s.c_str()));
+        } else if (const char* v = val("--batch=")) {
+            batch = std::atoi(v);
+        } else if (const char* v = val("--steps=")) {
+            steps = std::atoi(v);
+        } else if (const char* v = val("--warmup=")) {
+            warmup = std::atoi(v);
+        } else if (const char* v = val("--rounds=")) {
+            rounds = std::atoi(v);
+        } else if (const char* v = val("--sparsity=")) {
+            sparsity = std::atof(v);
+        } else if (const char* v = val("--csv=")) {
+            csv = v;
+        } else {
+            std::fprintf(stderr,
+                         "usage: bench_train [--models=a,b] [--sizes=32,64] [--batch=N] "
+                         "[--steps=N] [--warmup=N] [--rounds=N] [--sparsity=S] [--csv=FILE]\n");
+            return 2;
+        }
+    }
+    if (batch < 1 || steps < 1 || rounds < 1 || warmup < 0 || sparsity <= 0 || sparsity >= 1) {
+        std::fprintf(stderr,
+                     "bench_train: batch, steps, rounds >= 1; warmup >= 0; 0 < sparsity < 1\n");
+        return 2;
+    }
+    std::ofstream out;
+    if (!csv.empty()) {
+        out.open(csv);
+        if (!out) {
+            std::fprintf(stderr, "bench_train: cannot write %s\n", csv.c_str());
+            return 2;
+        }
+        out << "model,size,batch,section,name,op,fwd_ms,bwd_ms,ratio,kernels\n";
+    }
+    int layers = 0, within = 0;
+    double log_sum = 0;
+    for (const std::string& name : models) {
+        for (int size : sizes) {
+            const graph::Graph g = model(name, size, batch);
+            const Batch b = random_batch(g, 3);
+            const int64_t total = int64_t(warmup + steps + rounds * steps * 2);
+
+            // 1. Per depth-wise layer inside dense training steps.
+            train::Trainer dense(g, options(total, 0));
+            for (int s = 0; s < warmup; ++s) dense.step(b.x, b.y);
+            dense.set_timing(true);
+            std::map<std::string, std::vector<double>> fwd, bwd;
+            std::vector<train::Trainer::NodeTime> last;
+            for (int s = 0; s < steps; ++s) {
+                dense.step(b.x, b.y);
+                last = dense.last_times();
+                for (const auto& t : last) {
+                    fwd[t.name].push_back(t.fwd_ms);
+                    bwd[t.name].push_back(t.bwd_ms);
+                }
+            }
+            dense.set_timing(false);
+            std::printf(
+                "\n%s %dx%d batch %d: depth-wise layers, medians of %d training steps (ms)\n",
+                name.c_str(), size, size, batch, steps);
+            std::printf("  %-42s %8s %8s %9s  %s\n", "layer", "fwd", "bwd", "(f+b)/f", "kernels");
+            for (const auto& t : last) {
+                if (!depthwise(t.op)) continue;
+                const double f = median(fwd[t.name]), bw = median(bwd[t.name]);
+                if (f <= 0.0) continue;  // runs inside another node's fused layer
+                const double ratio = (f + bw) / f;
+                ++layers;
+                within += ratio <= 3.5;
+                log_sum += std::log(ratio);
+                std::printf("  %-42s %8.3f %8.3f %8.2fx  %s\n", t.name.c_str(), f, bw, ratio,
+                            t.kernels.c_str());
+                if (out)
+                    out << name << ',' << size << ',' << batch << ",layer," << t.name << ',' << t.op
+                        << ',' << f << ',' << bw << ',' << ratio << ",\"" << t.kernels << "\"\n";
+            }
+
+            // 2. Dense vs sparse step, alternating rounds.
+            train::Trainer sparse(g, options(total, sparsity));
+            for (int s = 0; s < warmup; ++s) sparse.step(b.x, b.y);
+            std::vector<double> ratios, td_all, ts_all;
+            for (int r = 0; r < rounds; ++r) {
+                std::vector<double> td, ts;
+                for (int s = 0; s < steps; ++s) {
+                    const double t0 = now_ms();
+                    dense.step(b.x, b.y);
+                    td.push_back(now_ms() - t0);
+                }
+                for (int s = 0; s < steps; ++s) {
+                    const double t0 = now_ms();
+                    sparse.step(b.x, b.y);
+                    ts.push_back(now_ms() - t0);
+                }
+                ratios.push_back(median(ts) / median(td));
+                td_all.push_back(median(td));
+                ts_all.push_back(median(ts));
+                if (out)
+                    out << name << ',' << size << ',' << batch << ",step,round" << r << ",step,"
+                        << median(td) << ',' << median(ts) << ',' << ratios.back()
+                        << ",\"dense ms, sparse ms, sparse/dense\"\n";
+            }
+            std::printf(
+                "  step: dense %.2f ms, sparsity %.2f %.2f ms (medians of %d rounds x %d "
+                "steps); sparse / dense per round:",
+                median(td_all), sparsity, median(ts_all), rounds, steps);
+            for (double v : ratios) std::printf(" %.3f", v);
+            std::printf("; median %.3f\n", median(ratios));
+            int sp = 0, dn = 0;
+            for (const auto& t : sparse.last_times()) {
+                if (!depthwise(t.op)) continue;
+                if (t.kernels.rfind("sparse kernels", 0) == 0) {
+                    ++sp;
+                } else {
+                    ++dn;
+                }
+            }
+            std::printf(
+                "  sparse run: %d depth-wise layers on the sparse kernels, %d on dense "
+                "kernels (masked weights), by the trainer's measured choice\n",
+                sp, dn);
+        }
+    }
+    if (layers)
+        std::printf(
+            "\n(fwd + bwd) / fwd over %d depth-wise layers: geomean %.2fx, %d within 3.5x\n",
+            layers, std::exp(log_sum / layers), within);
+    return 0;
+}
