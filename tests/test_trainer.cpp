@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <random>
 
+#include "graph/builder.h"
 #include "graph/executor.h"
 #include "graph/models/models.h"
 #include "graph/train/loop.h"
@@ -83,8 +84,7 @@ class TrainerGradients : public ::testing::TestWithParam<std::string> {};
 // difference of the training-mode loss (BN batch statistics, label smoothing 0.1) at the largest-
 // gradient and one random coordinate of every learned tensor. eps 1e-3; tolerance
 // 4e-2 |g| + 1e-3: f32 loss noise ~1e-6 over 2 eps, curvature of GELU / BN over eps.
-void check_gradients(const std::string& model, int batch, double drop_path) {
-    const graph::Graph g = tiny(model, batch);
+void check_gradients(const graph::Graph& g, const std::string& model, int batch, double drop_path) {
     const Tensor x = random_input(g, 3);
     std::vector<int32_t> y;
     for (int i = 0; i < batch; ++i) y.push_back((2 * i + 1) % 5);
@@ -124,7 +124,27 @@ void check_gradients(const std::string& model, int batch, double drop_path) {
     EXPECT_EQ(bad, 0);
 }
 
+void check_gradients(const std::string& model, int batch, double drop_path) {
+    check_gradients(tiny(model, batch), model, batch, drop_path);
+}
+
 TEST_P(TrainerGradients, MatchFiniteDifferences) { check_gradients(GetParam(), 2, 0.0); }
+
+// Softmax over channels (an executor op no model uses): x -> 5x5 depth-wise -> BN -> softmax ->
+// pool
+// -> linear head, 21 channels (16-lane padding).
+TEST(TrainerGradients, SoftmaxMatchesFiniteDifferences) {
+    graph::GraphBuilder b("softmax-test");
+    int x = b.input("x", {2, 21, 6, 6});
+    x = b.dwconv("dw", x, 5, 5, 1, 1, true);
+    x = b.batch_norm("bn", x);
+    x = b.unary(graph::OpKind::Softmax, "softmax", x);
+    x = b.avg_pool("pool", x, false);
+    b.output(b.linear("head", x, 5, true));
+    graph::Graph g = b.finish();
+    graph::init_weights(g, 7, graph::InitMode::Test);
+    check_gradients(g, "softmax-test", 2, 0.0);
+}
 
 // Drop path on: the same per-sample draws in every trainer (seeded), so the loss is a function of
 // the weights and its gradient goes through x + scale_n * y. Batch 6 with rates up to 0.6: some

@@ -58,6 +58,7 @@ std::vector<int> backward_reads(const Graph& g, const Node& n) {
         case OpKind::Scale:
             return {n.inputs[0]};
         case OpKind::Sigmoid:
+        case OpKind::Softmax:
             return {n.outputs[0]};
         case OpKind::Mul:
             return {n.inputs[0], n.inputs[1]};

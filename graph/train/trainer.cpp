@@ -389,6 +389,7 @@ struct Trainer::Impl {
             case OpKind::Gelu:
             case OpKind::Relu:
             case OpKind::Sigmoid:
+            case OpKind::Softmax:
             case OpKind::Add:
             case OpKind::Mul:
             case OpKind::GlobalAvgPool:
@@ -933,6 +934,8 @@ struct Trainer::Impl {
                 return ops::unary(ops::Unary::Relu, X(0), Y, d);
             case OpKind::Sigmoid:
                 return ops::unary(ops::Unary::Sigmoid, X(0), Y, d);
+            case OpKind::Softmax:
+                return ops::softmax(X(0), Y, d);
             case OpKind::Add:
                 if (s.drop_rate > 0) {
                     std::bernoulli_distribution keep(1.0 - s.drop_rate);
@@ -1024,6 +1027,31 @@ struct Trainer::Impl {
                                                     : train_ops::UnaryGrad::Sigmoid;
                 const BlockedTensor& v = n.op == OpKind::Sigmoid ? act[size_t(out)] : X(0);
                 train_ops::unary_backward(op, v, dY, grad_out(in(0)), d);
+                commit(in(0));
+                return;
+            }
+            case OpKind::Softmax: {
+                // dx = y * (dy - sum_c y dy) per pixel (host: the CPU trainer; no model uses it).
+                if (!need(0)) return;
+                BlockedTensor& Yv = act[size_t(out)];
+                ops::to_host(Yv);
+                ops::to_host(dY);
+                BlockedTensor& dX = grad_out(in(0));
+                const int C = Yv.channels;
+                for (int b = 0; b < Yv.n(); ++b)
+                    for (int h = 0; h < Yv.h(); ++h)
+                        for (int w = 0; w < Yv.w(); ++w) {
+                            double dot = 0;
+                            for (int c = 0; c < C; ++c)
+                                dot += double(Yv.buf(c % 16, w, h, c / 16, b)) *
+                                       dY.buf(c % 16, w, h, c / 16, b);
+                            for (int c = 0; c < Yv.blocks() * 16; ++c)
+                                dX.buf(c % 16, w, h, c / 16, b) =
+                                    c < C ? float(Yv.buf(c % 16, w, h, c / 16, b) *
+                                                  (dY.buf(c % 16, w, h, c / 16, b) - dot))
+                                          : 0.0f;
+                        }
+                dX.buf.set_host_dirty();
                 commit(in(0));
                 return;
             }
