@@ -126,6 +126,15 @@ TEST(DwTrainLayer, SingleDenseKernelStrideTwo) { run_case({2, 33, 9, 10, 2, {{7,
 
 TEST(DwTrainLayer, SingleDenseDilated) { run_case({2, 17, 12, 12, 1, {{5, 3, 2}}, false}); }
 
+// Kernels larger than the map run their centred sub-kernel that can meet it (13x13 on 4x4: 7x7;
+// 31x5 d2 on 6x9: 5x5): outputs and gradients still match the full-kernel reference, the
+// outer taps' gradients 0.
+TEST(DwTrainLayer, KernelLargerThanTheMap) {
+    run_case({2, 40, 4, 4, 1, {{13, 13, 1}}, true});
+    run_case({1, 21, 6, 9, 1, {{31, 5, 2}}, false});
+    run_case({2, 18, 5, 4, 2, {{13, 11, 1}}, true});
+}
+
 TEST(DwTrainLayer, RejectsBadConfigurations) {
     EXPECT_THROW(DwTrainLayer(1, 16, 8, 8, 1, {{4, 5, 1}}), std::invalid_argument);
     EXPECT_THROW(DwTrainLayer(1, 16, 8, 8, 2, {{5, 5, 1}, {3, 3, 1}}), std::invalid_argument);

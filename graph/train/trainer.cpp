@@ -673,28 +673,34 @@ struct Trainer::Impl {
         l.set_weights(wp, bp);
     }
 
-    // Median of 3 (after a warm-up run) of forward + backward-data + backward-weight on the
-    // batch (ms).
-    double time_group_layer(DwTrainLayer& l, const Blocked& x) {
-        Stacked y = l.make_outputs();
-        Blocked dx(x.dim(0).extent(), x.dim(1).extent(), x.dim(2).extent(), x.dim(3).extent(),
-                   x.dim(4).extent());
-        std::vector<std::vector<float>> dw;
-        std::vector<float*> dwp;
-        for (int b = 0; b < l.branches(); ++b) {
-            dw.emplace_back(size_t(x.dim(3).extent()) * 16 * 63 * 63);
-            dwp.push_back(dw.back().data());
-        }
-        std::vector<double> t;
-        for (int r = 0; r < 4; ++r) {  // the first run warms caches and the thread pool
+    // One forward + backward-data + backward-weight of each layer on the batch (ms), summed.
+    struct LayerTimer {
+        std::vector<std::unique_ptr<DwTrainLayer>> layers;
+        std::vector<Stacked> y;
+        Blocked dx;
+        std::vector<float> dw;
+        double run(const Blocked& x) {
             const double t0 = now_ms();
-            l.forward(x, y);
-            l.backward_data(y, dx);
-            l.backward_weight(x, y, dwp, {});
-            if (r > 0) t.push_back(now_ms() - t0);
+            for (size_t i = 0; i < layers.size(); ++i) {
+                std::vector<float*> dwp(size_t(layers[i]->branches()), dw.data());
+                layers[i]->forward(x, y[i]);
+                layers[i]->backward_data(y[i], dx);
+                layers[i]->backward_weight(x, y[i], dwp, {});
+            }
+            return now_ms() - t0;
         }
-        std::sort(t.begin(), t.end());
-        return t[1];
+    };
+    LayerTimer layer_timer(const std::vector<std::vector<int>>& sets, const Blocked& x) {
+        LayerTimer t;
+        for (const auto& members : sets) {
+            t.layers.push_back(make_group_layer(members));
+            t.y.push_back(t.layers.back()->make_outputs());
+        }
+        t.dx = Blocked(x.dim(0).extent(), x.dim(1).extent(), x.dim(2).extent(),
+                       x.dim(3).extent(), x.dim(4).extent());
+        // Every dw[i] of a branch accumulates into one scratch (only the time matters).
+        t.dw.assign(size_t(x.dim(3).extent()) * 16 * 63 * 63, 0.0f);
+        return t;
     }
 
     void bind_group(DwGroup& gr) {
@@ -747,11 +753,22 @@ struct Trainer::Impl {
             std::string why = split ? "--fuse-branches never" : "--fuse-branches always";
             if (o.fuse_branches == TrainOptions::Fuse::Measure) {
                 const Blocked& x = act[size_t(groups[size_t(gi)].input)].buf;
-                const double fused = time_group_layer(*make_group_layer(keep), x);
-                double separate = 0;
-                for (int i : keep) separate += time_group_layer(*make_group_layer({i}), x);
+                // Interleaved, after a warm-up of each, the minimum of 5: steady against
+                // other load on the machine (medians of 3 picked wrongly here).
+                LayerTimer one = layer_timer({keep}, x), each = layer_timer({}, x);
+                for (int i : keep) {
+                    each.layers.push_back(make_group_layer({i}));
+                    each.y.push_back(each.layers.back()->make_outputs());
+                }
+                one.run(x);
+                each.run(x);
+                double fused = 1e30, separate = 1e30;
+                for (int r = 0; r < 5; ++r) {
+                    fused = std::min(fused, one.run(x));
+                    separate = std::min(separate, each.run(x));
+                }
                 char buf[96];
-                std::snprintf(buf, sizeof buf, "fused %.3f ms vs separate %.3f ms (fwd+bwd)", fused,
+                std::snprintf(buf, sizeof buf, "fused %.3f ms vs separate %.3f ms (fwd+bwd, min of 5)", fused,
                               separate);
                 why = buf;
                 split = separate < fused;
