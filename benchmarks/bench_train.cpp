@@ -248,7 +248,7 @@ int main(int argc, char** argv) {
         }
     }
     for (const auto& [what, a] : {std::make_pair("large-kernel (extent >= 13)", large),
-                                   std::make_pair("other depth-wise", small)})
+                                  std::make_pair("other depth-wise", small)})
         if (a.layers)
             std::printf("(fwd + bwd) / fwd over %d %s layers: geomean %.2fx, %d within 3.5x\n",
                         a.layers, what, std::exp(a.log_sum / a.layers), a.within);

@@ -102,15 +102,12 @@ DwTrainLayer::DwTrainLayer(int n, int c, int h, int w, int stride,
     if (branches.size() == 1) {
         m.fwd.op = Op::DwConv2d;
         m.fwd.n = n, m.fwd.c = c, m.fwd.h = h, m.fwd.w = w;
-        // Taps whose offset d*|u - (k-1)/2| exceeds the map extent - 1 never meet the image (any
-        // stride): the kernels run the centred sub-kernel that can (13x13 on a 4x4 map: 7x7) and
-        // those taps' gradients are 0.
-        auto reach = [&](int k, int extent) {
-            return 2 * std::min((k - 1) / 2, (extent - 1) / branches[0].dilation) + 1;
-        };
-        m.fwd.kh = reach(branches[0].kh, h), m.fwd.kw = reach(branches[0].kw, w);
+        m.fwd.kh = branches[0].kh, m.fwd.kw = branches[0].kw;
         m.fwd.dilation = branches[0].dilation;
         m.fwd.stride = stride;
+        // A kernel reaching past the map runs its centred sub-kernel that can meet it (13x13 on
+        // 4x4: 7x7; runtime/workload.h).
+        m.fwd = cropped_to_map(m.fwd);
         m.bd = m.fwd, m.bw = m.fwd;
         m.bd.pass = Pass::BwdData;
         m.bw.pass = Pass::BwdWeight;
@@ -186,12 +183,7 @@ void DwTrainLayer::set_weights(const std::vector<const float*>& w,
                                     " weights / " + std::to_string(b.size()) + " biases for " +
                                     std::to_string(br_.size()) + " branches");
     if (m.dense()) {
-        const int KH = br_[0].kh, KW = br_[0].kw, kh = m.fwd.kh, kw = m.fwd.kw;
-        const int u0 = (KH - kh) / 2, v0 = (KW - kw) / 2;
-        for (int ch = 0; ch < m.c; ++ch)
-            for (int u = 0; u < kh; ++u)
-                for (int v = 0; v < kw; ++v)
-                    m.wt(v, u, 0, ch) = w[0][(size_t(ch) * KH + u0 + u) * KW + v0 + v];
+        centred_weights(w[0], br_[0].kh, br_[0].kw, m.wt);
         m.wt.set_host_dirty();
         m.b.fill(0.0f);
         if (!b.empty() && b[0]) std::copy(b[0], b[0] + m.c, m.b.data());
@@ -267,12 +259,7 @@ void DwTrainLayer::backward_weight(const Blocked& x, const Stacked& dys,
             raw(x), dy.raw_buffer(), m.fwd.kh, m.fwd.kw, m.stride, br_[0].dilation,
             m.dwt.raw_buffer(), m.db.raw_buffer());
         check_halide(rc, std::string("kernel ") + m.sw.kernel->name, m.d);
-        const int KH = br_[0].kh, KW = br_[0].kw, kh = m.fwd.kh, kw = m.fwd.kw;
-        const int u0 = (KH - kh) / 2, v0 = (KW - kw) / 2;
-        for (int ch = 0; ch < m.c; ++ch)
-            for (int u = 0; u < kh; ++u)
-                for (int v = 0; v < kw; ++v)
-                    dw[0][(size_t(ch) * KH + u0 + u) * KW + v0 + v] += m.dwt(v, u, 0, ch);
+        add_centred(m.dwt, br_[0].kh, br_[0].kw, dw[0]);
         if (!db.empty() && db[0])
             for (int ch = 0; ch < m.c; ++ch) db[0][ch] += m.db(ch);
         return;

@@ -26,6 +26,12 @@ Tensor from_blocked(const Blocked& b, int64_t channels);
 // Fresh zero blocked buffer for N x C x H x W.
 Blocked make_blocked(int n, int c, int h, int w);
 
+// Dense kernels' weights (kw, kh, 1, C) = the centred kh x kw taps of w [C, 1, KH, KW] row-major
+// (all of them when the extents agree; fewer for a kernel cropped to the map, workload.h); and
+// the adjoint: dw [C, 1, KH, KW] += src at those taps.
+void centred_weights(const float* w, int KH, int KW, Halide::Runtime::Buffer<float, 4>& dst);
+void add_centred(const Halide::Runtime::Buffer<float, 4>& src, int KH, int KW, float* dw);
+
 // A workload bound to a kernel variant and a device, with its buffers in the kernel's layout.
 // run() is one kernel call and nothing else (what the benchmark times).
 class DwConv2dRunner : public OpRunner {
@@ -52,6 +58,7 @@ class DwConv2dRunner : public OpRunner {
 
   private:
     Workload w_;
+    Workload kw_;  // what the kernel runs: w_ cropped to the taps that meet the map
     Device d_;
     const KernelInfo* k_;
     Selection sel_;

@@ -398,6 +398,17 @@ double Workload::nominal_flops() const {
     return 0;
 }
 
+Workload cropped_to_map(const Workload& w) {
+    if (w.op != Op::DwConv2d) return w;
+    auto reach = [&](int k, int extent) {
+        return 2 * std::min((k - 1) / 2, (extent - 1) / w.dilation) + 1;
+    };
+    Workload c = w;
+    c.kh = reach(w.kh, w.h);
+    c.kw = reach(w.kw, w.w);
+    return c;
+}
+
 double Workload::useful_flops() const {
     const double nc2 = 2.0 * n * c;
     const int oh = out_h(), ow = out_w();

@@ -80,6 +80,12 @@ struct Workload {
     // As nominal_flops(), counting only taps that land inside the input map (exact).
     double useful_flops() const;
 };
+// A dwconv2d workload whose kernel reaches past the map: taps with offset d*|u - (k-1)/2| >
+// extent - 1 never meet the image at any stride, so the centred sub-kernel of extent
+// 2*min((k-1)/2, (extent-1)/d) + 1 per dimension gives the same outputs (and the outer taps'
+// weight gradients are 0). Returns w itself when nothing is cropped or w is another op.
+Workload cropped_to_map(const Workload& w);
+
 bool operator==(const Workload& a, const Workload& b);
 inline bool operator!=(const Workload& a, const Workload& b) { return !(a == b); }
 

@@ -696,8 +696,8 @@ struct Trainer::Impl {
             t.layers.push_back(make_group_layer(members));
             t.y.push_back(t.layers.back()->make_outputs());
         }
-        t.dx = Blocked(x.dim(0).extent(), x.dim(1).extent(), x.dim(2).extent(),
-                       x.dim(3).extent(), x.dim(4).extent());
+        t.dx = Blocked(x.dim(0).extent(), x.dim(1).extent(), x.dim(2).extent(), x.dim(3).extent(),
+                       x.dim(4).extent());
         // Every dw[i] of a branch accumulates into one scratch (only the time matters).
         t.dw.assign(size_t(x.dim(3).extent()) * 16 * 63 * 63, 0.0f);
         return t;
@@ -768,7 +768,8 @@ struct Trainer::Impl {
                     separate = std::min(separate, each.run(x));
                 }
                 char buf[96];
-                std::snprintf(buf, sizeof buf, "fused %.3f ms vs separate %.3f ms (fwd+bwd, min of 5)", fused,
+                std::snprintf(buf, sizeof buf,
+                              "fused %.3f ms vs separate %.3f ms (fwd+bwd, min of 5)", fused,
                               separate);
                 why = buf;
                 split = separate < fused;
