@@ -65,9 +65,8 @@ void check_device_against_cpu(Device d) {
                 for (const auto& [name, t] : cpu) {
                     const Mismatch m = compare(gpu.at(name), to_double(t), nullptr, 0);
                     EXPECT_EQ(m.count, 0u) << to_string(w) << (fused ? " (fused)" : "") << ": "
-                                           << name << " differs at " << m.count
-                                           << " elements (got " << m.got << ", want " << m.want
-                                           << ")";
+                                           << name << " differs at " << m.count << " elements (got "
+                                           << m.got << ", want " << m.want << ")";
                 }
                 ++ran;
             }

@@ -102,7 +102,12 @@ TEST(TrainMemoryPlan, ArenaAndRecomputeTrainBitwiseLikeSeparateBuffers) {
         EXPECT_EQ(l0, l1) << name << ": planned arena";
         EXPECT_EQ(l0, l2) << name << ": arena with recompute";
         EXPECT_EQ(l3, l4) << name << ": fused branches, arena with recompute";
-        for (double l : l3) EXPECT_TRUE(std::isfinite(l)) << name;
+        // Fused vs separate layers: other summation orders, the same math — the first loss to
+        // 1e-6; after AdamW steps (updates ~ g / sqrt(v), which magnifies rounding differences
+        // of near-zero gradients; replknet-test: 6e-5 at step 2) to 1e-3.
+        for (size_t i = 0; i < l0.size(); ++i)
+            EXPECT_NEAR(l3[i], l0[i], (i == 0 ? 1e-6 : 1e-3) * std::fabs(l0[i]))
+                << name << " step " << i + 1;
         for (const auto& [key, p] : m0.params) {
             const Tensor& a = p.value;
             for (const graph::Graph* m : {&m1, &m2}) {

@@ -56,9 +56,11 @@ graph::Graph perturbed(const graph::Graph& g, const std::string& key, int64_t i,
 }
 
 // SGD with lr L, no momentum / decay / warm-up: one step moves every weight by -L * dL/dw.
-TrainOptions plain_sgd(double lr, double drop_path = 0) {
+TrainOptions plain_sgd(double lr, double drop_path = 0,
+                       TrainOptions::Fuse fuse = TrainOptions::Fuse::Measure) {
     TrainOptions o;
     o.drop_path = drop_path;
+    o.fuse_branches = fuse;
     o.optimizer = "sgd";
     o.lr = o.min_lr = lr;
     o.momentum = 0;
@@ -71,8 +73,8 @@ TrainOptions plain_sgd(double lr, double drop_path = 0) {
 
 // Each trainer draws the same drop-path samples at its first step (same seed).
 double loss_at(const graph::Graph& g, const Tensor& x, const std::vector<int32_t>& y,
-               double drop_path = 0) {
-    Trainer t(g, plain_sgd(1.0, drop_path));
+               double drop_path = 0, TrainOptions::Fuse fuse = TrainOptions::Fuse::Measure) {
+    Trainer t(g, plain_sgd(1.0, drop_path, fuse));
     return t.step(x, y).loss;
 }
 
@@ -84,12 +86,13 @@ class TrainerGradients : public ::testing::TestWithParam<std::string> {};
 // difference of the training-mode loss (BN batch statistics, label smoothing 0.1) at the largest-
 // gradient and one random coordinate of every learned tensor. eps 1e-3; tolerance
 // 4e-2 |g| + 1e-3: f32 loss noise ~1e-6 over 2 eps, curvature of GELU / BN over eps.
-void check_gradients(const graph::Graph& g, const std::string& model, int batch, double drop_path) {
+void check_gradients(const graph::Graph& g, const std::string& model, int batch, double drop_path,
+                     TrainOptions::Fuse fuse = TrainOptions::Fuse::Measure) {
     const Tensor x = random_input(g, 3);
     std::vector<int32_t> y;
     for (int i = 0; i < batch; ++i) y.push_back((2 * i + 1) % 5);
     const double L = 1e4;
-    Trainer t(g, plain_sgd(L, drop_path));
+    Trainer t(g, plain_sgd(L, drop_path, fuse));
     t.step(x, y);
     const graph::Graph after = t.model();
     const CheckpointData st = t.state();
@@ -107,8 +110,8 @@ void check_gradients(const graph::Graph& g, const std::string& model, int batch,
         }
         for (int64_t i : {best, int64_t(r() % uint64_t(n))}) {
             const double eps = 1e-3;
-            const double fd = (loss_at(perturbed(g, key, i, eps), x, y, drop_path) -
-                               loss_at(perturbed(g, key, i, -eps), x, y, drop_path)) /
+            const double fd = (loss_at(perturbed(g, key, i, eps), x, y, drop_path, fuse) -
+                               loss_at(perturbed(g, key, i, -eps), x, y, drop_path, fuse)) /
                               (2 * eps);
             const double an = grad[size_t(i)];
             ++checked;
@@ -124,15 +127,22 @@ void check_gradients(const graph::Graph& g, const std::string& model, int batch,
     EXPECT_EQ(bad, 0);
 }
 
-void check_gradients(const std::string& model, int batch, double drop_path) {
-    check_gradients(tiny(model, batch), model, batch, drop_path);
+void check_gradients(const std::string& model, int batch, double drop_path,
+                     TrainOptions::Fuse fuse = TrainOptions::Fuse::Measure) {
+    check_gradients(tiny(model, batch), model, batch, drop_path, fuse);
 }
 
 TEST_P(TrainerGradients, MatchFiniteDifferences) { check_gradients(GetParam(), 2, 0.0); }
 
-// Softmax over channels (an executor op no model uses): x -> 5x5 depth-wise -> BN -> softmax ->
-// pool
-// -> linear head, 21 channels (16-lane padding).
+// Every block's branches in one fused row-table layer (the measured choice picks separate layers
+// on this machine, so that path is forced here): slices of the stacked outputs, per-branch
+// weights / biases, zero-filled gradients of branches nothing reads.
+TEST_P(TrainerGradients, FusedBranchesMatchFiniteDifferences) {
+    check_gradients(GetParam(), 2, 0.0, TrainOptions::Fuse::Always);
+}
+
+// Softmax over channels (an executor op no model uses): x -> 5x5 depth-wise -> BN -> softmax
+// -> pool -> linear head, 21 channels (16-lane padding).
 TEST(TrainerGradients, SoftmaxMatchesFiniteDifferences) {
     graph::GraphBuilder b("softmax-test");
     int x = b.input("x", {2, 21, 6, 6});
@@ -167,6 +177,17 @@ TEST(TrainerDropPath, RatesRiseLinearlyOverTheBlocks) {
     for (size_t k = 0; k < r.size(); ++k)
         EXPECT_NEAR(r[k].second, 0.3 * double(k) / double(r.size() - 1), 1e-12) << r[k].first;
     EXPECT_THROW(Trainer(g, plain_sgd(1.0, 1.0)), std::invalid_argument);
+    // RepLKNet: a stage block's RepLKBlock (blocks.2j) and ConvFFN (blocks.2j+1) share one rate,
+    // as in the official model.
+    const graph::Graph rg = tiny("replknet-test");
+    const auto rr = Trainer(rg, plain_sgd(1.0, 0.3)).drop_path_rates();
+    ASSERT_GE(rr.size(), 4u);
+    ASSERT_EQ(rr.size() % 2, 0u);
+    const size_t blocks = rr.size() / 2;
+    for (size_t j = 0; j < blocks; ++j) {
+        EXPECT_EQ(rr[2 * j].second, rr[2 * j + 1].second) << rr[2 * j].first;
+        EXPECT_NEAR(rr[2 * j].second, 0.3 * double(j) / double(blocks - 1), 1e-12);
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyModels, TrainerGradients,
@@ -266,6 +287,34 @@ TEST(Trainer, KernelChoicesComeBackFromTheCheckpoint) {
     st.tensors["train.dw_layout"] = bad;
     Trainer c(g, o);
     EXPECT_THROW(c.load_state(st), std::runtime_error);
+    // Codes out of range, or "sparse kernels" for a node without a mask, or a choice for a node
+    // that is not depth-wise: refused, naming the node.
+    for (int64_t code : {int64_t(5), int64_t(2), int64_t(0)}) {
+        Tensor copy(DType::I64, back.shape());  // the valid layout read back above
+        std::copy(back.data<int64_t>(), back.data<int64_t>() + back.numel(), copy.data<int64_t>());
+        // 5: a depth-wise node; 2: an unmasked depth-wise node if any, else any other node;
+        // 0: a node that is not depth-wise.
+        size_t at = g.nodes.size();
+        for (size_t i = 0; i < g.nodes.size() && at == g.nodes.size(); ++i) {
+            const graph::Node& n = g.nodes[i];
+            const bool dw = n.op == graph::OpKind::DwConv2d;
+            const bool masked = dw && a.masks().masks().count(n.param("weight"));
+            if ((code == 5 && dw) || (code == 2 && dw && !masked) || (code == 0 && !dw)) at = i;
+        }
+        for (size_t i = 0; i < g.nodes.size() && at == g.nodes.size(); ++i)
+            if (g.nodes[i].op != graph::OpKind::DwConv2d) at = i;
+        ASSERT_LT(at, g.nodes.size());
+        copy.data<int64_t>()[at] = code;
+        st.tensors["train.dw_layout"] = copy;
+        Trainer e(g, o);
+        try {
+            e.load_state(st);
+            ADD_FAILURE() << "code " << code << " at node '" << g.nodes[at].name << "' accepted";
+        } catch (const std::runtime_error& err) {
+            EXPECT_NE(std::string(err.what()).find("'" + g.nodes[at].name + "'"), std::string::npos)
+                << err.what();
+        }
+    }
 }
 
 TEST(Trainer, MasksHoldThroughStepsAndPruning) {
@@ -349,6 +398,29 @@ TEST(TrainingRun, ResumeMatchesUninterruptedRun) {
             for (int s = 0; s < 4; ++s) resumed.push_back(b.step().loss);
         }
         fs::remove(ck);
+        if (sparsity == 0) {
+            // And against a separate uninterrupted run (no measured choice left: fixed layers),
+            // which also shows that writing the checkpoint changes nothing.
+            RunOptions fixed = r;
+            fixed.train.fuse_branches = TrainOptions::Fuse::Never;
+            std::vector<double> other, second;
+            {
+                TrainingRun a(d, fixed);
+                for (int s = 0; s < 8; ++s) other.push_back(a.step().loss);
+            }
+            {
+                TrainingRun a(d, fixed);
+                for (int s = 0; s < 4; ++s) second.push_back(a.step().loss);
+                a.save(ck);
+            }
+            {
+                TrainingRun b(d, fixed);
+                b.resume(ck);
+                for (int s = 0; s < 4; ++s) second.push_back(b.step().loss);
+            }
+            fs::remove(ck);
+            EXPECT_EQ(other, second) << "a run interrupted at step 4 vs one that was not";
+        }
         ASSERT_EQ(resumed.size(), 4u);
         for (size_t i = 0; i < resumed.size(); ++i)
             EXPECT_EQ(straight[i + 4], resumed[i]) << "sparsity " << sparsity << " step " << i + 5;

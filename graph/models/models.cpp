@@ -183,6 +183,36 @@ std::string canonical_model_name(const std::string& name) { return find(name).in
 
 const ModelInfo& model_info(const std::string& name) { return find(name).info; }
 
+std::vector<std::vector<int>> drop_path_blocks(const Graph& g) {
+    bool replknet = false;
+    try {
+        replknet = find(g.model).info.family == "replknet";
+    } catch (const GraphError&) {  // a graph of no known model: one rate per residual add
+    }
+    const std::string suffix = ".residual";
+    std::vector<std::vector<int>> blocks;
+    std::string last_key;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+        const Node& n = g.nodes[i];
+        if (n.op != OpKind::Add || n.name.size() <= suffix.size() ||
+            n.name.compare(n.name.size() - suffix.size(), suffix.size(), suffix) != 0 ||
+            g.tensor(n.inputs[0]).shape != g.tensor(n.inputs[1]).shape)
+            continue;
+        std::string key = n.name;
+        // RepLKNet: "stages.S.blocks.B.residual" -> the stage block B / 2.
+        const size_t at = n.name.rfind(".blocks.");
+        if (replknet && at != std::string::npos) {
+            const std::string b = n.name.substr(at + 8, n.name.size() - suffix.size() - at - 8);
+            if (!b.empty() && b.find_first_not_of("0123456789") == std::string::npos)
+                key = n.name.substr(0, at) + "/" + std::to_string(std::stoi(b) / 2);
+        }
+        if (blocks.empty() || key != last_key) blocks.emplace_back();
+        blocks.back().push_back(int(i));
+        last_key = key;
+    }
+    return blocks;
+}
+
 Graph build_model(const std::string& name, const ModelOptions& options) {
     const Entry& e = find(name);
     if (options.num_classes < 1 || options.batch < 1 || options.in_chans < 1 ||

@@ -42,6 +42,12 @@ std::vector<ModelInfo> model_infos();
 std::string canonical_model_name(const std::string& name);
 const ModelInfo& model_info(const std::string& name);
 
+// The residual adds "<block>.residual" (= x + branch, same shapes) in drop-path order: entry k
+// holds the adds sharing the k-th rate of the official schedule (linspace over the blocks). One
+// add per entry, except RepLKNet, whose RepLKBlock (blocks.2j) and ConvFFN (blocks.2j+1) share
+// the rate of stage block j. Any graph: adds of other names are not residuals here.
+std::vector<std::vector<int>> drop_path_blocks(const Graph& g);
+
 // Builds the train-form graph (options.deploy: the official inference form). Throws GraphError for
 // an unknown name (listing the known ones) or options out of range.
 Graph build_model(const std::string& name, const ModelOptions& options = {});

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "graph/executor.h"
+#include "graph/models/models.h"
 #include "graph/node_workload.h"
 #include "graph/train/memory_plan.h"
 #include "runtime/dw_train.h"
@@ -79,14 +80,6 @@ void set_channels(ChannelVector& v, const Tensor& t) {
     v.buf.fill(0.0f);
     for (int64_t c = 0; c < f.numel(); ++c) v.buf(int(c % 16), int(c / 16)) = f.data<float>()[c];
     v.buf.set_host_dirty();
-}
-
-// A block's residual add "<block>.residual" = x + y (the model builders' name; y the branch).
-bool residual_add(const Graph& g, const Node& n) {
-    const std::string suffix = ".residual";
-    return n.op == OpKind::Add && n.name.size() > suffix.size() &&
-           n.name.compare(n.name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
-           g.tensor(n.inputs[0]).shape == g.tensor(n.inputs[1]).shape;
 }
 
 // dst = src with sample n scaled by s[n] (drop path; host, CPU trainer).
@@ -206,6 +199,7 @@ struct Trainer::Impl {
     TrainMemoryPlan plan;
     bool use_recompute = false;
     Halide::Runtime::Buffer<float, 1> arena;
+    std::vector<BlockedTensor> act_home, grad_home;  // as allocated (fused groups re-point)
     std::vector<Blocked> fwd_view, back_view;
     std::vector<bool> recomputed_now;
 
@@ -559,11 +553,19 @@ struct Trainer::Impl {
     void allocate(bool planned) {
         plan = plan_training_memory(g, needs_grad, use_recompute);
         if (planned) {
+            // One Halide buffer: at most 2^31 - 1 floats (8 GiB).
+            if (plan.arena_bytes / 4 > int64_t(std::numeric_limits<int>::max()))
+                throw std::invalid_argument(
+                    "trainer: the step needs a " + std::to_string(plan.arena_bytes >> 20) +
+                    " MiB activation / gradient arena, more than one buffer holds (8 GiB): use a "
+                    "smaller --batch with --grad-accum");
             arena =
                 Halide::Runtime::Buffer<float, 1>(int(std::max<int64_t>(16, plan.arena_bytes / 4)));
             arena.fill(o.poison_arena ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
         }
         const size_t nt = g.tensors.size();
+        act_home.clear();
+        grad_home.clear();
         fwd_view.assign(nt, Blocked());
         back_view.assign(nt, Blocked());
         recomputed_now.assign(nt, false);
@@ -580,6 +582,8 @@ struct Trainer::Impl {
                                  ? arena_view(plan.scratch_offset[i], s)
                                  : own();
             }
+            act_home.push_back(act[i]);
+            grad_home.push_back(grad[i]);
             if (plan.recomputed[i]) {
                 fwd_view[i] = act[i].buf;
                 back_view[i] = arena_view(plan.back_offset[i], s).buf;
@@ -631,6 +635,10 @@ struct Trainer::Impl {
             NodeState& s = ns[i];
             s.group = -1;
             if (g.nodes[i].op != OpKind::DwConv2d || s.wl.op != Op::DwConv2d) continue;
+            // Back to the planned buffers (a fused group may have re-pointed them).
+            const int o = g.nodes[i].outputs[0];
+            act[size_t(o)] = act_home[size_t(o)];
+            grad[size_t(o)] = grad_home[size_t(o)];
             s.sparse_choice = -1;
             s.layer.reset();
             const int in = g.nodes[i].inputs[0];
@@ -809,6 +817,19 @@ struct Trainer::Impl {
             throw std::runtime_error("checkpoint: train.dw_layout has " +
                                      std::to_string(code.size()) + " entries for " +
                                      std::to_string(g.nodes.size()) + " nodes");
+        for (size_t i = 0; i < code.size(); ++i) {
+            const Node& n = g.nodes[i];
+            const bool grouped = n.op == OpKind::DwConv2d && ns[i].wl.op == Op::DwConv2d;
+            const bool masked = grouped && masks.masks().count(n.param("weight"));
+            const int64_t c = code[i];
+            if (c < -1 || c > 2 || (c >= 0 && !grouped) || (c == 2 && !masked))
+                throw std::runtime_error(
+                    "checkpoint: train.dw_layout[" + std::to_string(i) +
+                    "] = " + std::to_string(c) + " for node '" + n.name + "' (" +
+                    graph::op_name(n.op) + (masked ? ", masked" : "") +
+                    "): expected -1, 0 or 1 for a depth-wise node, 2 only for a masked one, -1 "
+                    "for any other");
+        }
         make_groups();
         std::vector<DwGroup> old = std::move(groups);
         groups.clear();
@@ -1313,17 +1334,22 @@ Trainer::Trainer(const graph::Graph& g, const TrainOptions& o) : impl_(std::make
     m.drop_rng.seed(o.seed ^ 0x6a09e667f3bcc908ULL);
     if (o.drop_path < 0 || o.drop_path >= 1)
         throw std::invalid_argument("drop_path must be in [0, 1)");
-    std::vector<size_t> residual;
-    for (size_t i = 0; i < m.g.nodes.size(); ++i)
-        if (residual_add(m.g, m.g.nodes[i])) residual.push_back(i);
-    for (size_t k = 0; k < residual.size(); ++k) {
-        const graph::Node& n = m.g.nodes[residual[k]];
-        NodeState& s = m.ns[residual[k]];
-        s.drop_rate =
-            residual.size() > 1 ? o.drop_path * double(k) / double(residual.size() - 1) : 0.0;
-        if (s.drop_rate > 0) {
-            const Shape& sh = m.g.tensor(n.outputs[0]).shape;
-            s.dropped = ops::make_blocked_tensor(int(sh[0]), int(sh[1]), int(sh[2]), int(sh[3]));
+    const std::vector<std::vector<int>> blocks = graph::drop_path_blocks(m.g);
+    if (o.drop_path > 0 && blocks.empty())
+        throw std::invalid_argument("drop_path: model '" + m.g.model +
+                                    "' has no residual adds ('<block>.residual')");
+    for (size_t k = 0; k < blocks.size(); ++k) {
+        const double rate =
+            blocks.size() > 1 ? o.drop_path * double(k) / double(blocks.size() - 1) : 0.0;
+        for (int i : blocks[k]) {
+            const graph::Node& n = m.g.nodes[size_t(i)];
+            NodeState& s = m.ns[size_t(i)];
+            s.drop_rate = rate;
+            if (rate > 0) {
+                const Shape& sh = m.g.tensor(n.outputs[0]).shape;
+                s.dropped =
+                    ops::make_blocked_tensor(int(sh[0]), int(sh[1]), int(sh[2]), int(sh[3]));
+            }
         }
     }
     if (o.sparsity > 0 && o.mask_init != MaskInit::Snip) {
@@ -1450,8 +1476,8 @@ const MaskSet& Trainer::masks() const { return impl_->masks; }
 std::vector<std::pair<std::string, double>> Trainer::drop_path_rates() const {
     std::vector<std::pair<std::string, double>> r;
     const Impl& m = *impl_;
-    for (size_t i = 0; i < m.g.nodes.size(); ++i)
-        if (residual_add(m.g, m.g.nodes[i])) r.push_back({m.g.nodes[i].name, m.ns[i].drop_rate});
+    for (const auto& block : graph::drop_path_blocks(m.g))
+        for (int i : block) r.push_back({m.g.nodes[size_t(i)].name, m.ns[size_t(i)].drop_rate});
     return r;
 }
 
