@@ -2,6 +2,7 @@
 //  1. per depth-wise layer, forward vs backward (data + weight) time inside real training steps:
 //     medians over --steps steps after warm-up, (fwd + bwd) / fwd against the <= 3.5x target,
 //     with the kernels that ran and how they were chosen;
+//     and, per block, each pass of the fused branch layer vs one layer per branch;
 //  2. the whole step, dense vs --sparsity (SLaK masks, measured kernel choice), measured in
 //     alternating rounds (dense K steps then sparse K steps, then the other order, ...) so
 //     machine drift hits both; the ratio per round and its median.
@@ -24,6 +25,7 @@
 #include "graph/models/models.h"
 #include "graph/train/trainer.h"
 #include "graph/weights.h"
+#include "runtime/dw_train.h"
 
 namespace {
 
@@ -91,6 +93,83 @@ train::TrainOptions options(int64_t steps, double sparsity) {
 bool depthwise(const std::string& op) {
     return op == "dwconv2d" || op == "dwconv2d_multi" || op == "dwconv2d_sparse" ||
            op == "shiftwise";
+}
+
+// A block's train-form branches (stride-1 dense depth-wise nodes reading one tensor): each pass
+// of the fused row-table layer vs one dense layer per branch, minima of 8 interleaved runs (ms).
+void branch_passes(const graph::Graph& g, std::ofstream& out, const std::string& name, int size,
+                   int batch) {
+    std::map<int, std::vector<const graph::Node*>> by_input;
+    for (const auto& n : g.nodes)
+        if (n.op == graph::OpKind::DwConv2d && n.attrs.stride == 1)
+            by_input[n.inputs[0]].push_back(&n);
+    bool header = false;
+    for (const auto& [in, nodes] : by_input) {
+        if (nodes.size() < 2) continue;
+        const Shape& xs = g.tensor(in).shape;
+        const int N = int(xs[0]), C = int(xs[1]), H = int(xs[2]), W = int(xs[3]);
+        std::vector<Branch> br;
+        std::string label;
+        for (const auto* n : nodes) {
+            const Shape& ws = g.param(n->param("weight")).shape;
+            br.push_back({int(ws[2]), int(ws[3]), n->attrs.dilation});
+            label +=
+                (label.empty() ? "" : "+") + std::to_string(ws[2]) + "x" + std::to_string(ws[3]);
+        }
+        DwTrainLayer fused(N, C, H, W, 1, br);
+        std::vector<std::unique_ptr<DwTrainLayer>> each;
+        for (const Branch& b : br)
+            each.push_back(std::make_unique<DwTrainLayer>(N, C, H, W, 1, std::vector<Branch>{b}));
+        std::vector<float> w(size_t(C) * 63 * 63, 0.01f), dw(size_t((C + 15) / 16) * 16 * 63 * 63);
+        std::vector<const float*> wp(br.size(), w.data());
+        std::vector<float*> dwp(br.size(), dw.data());
+        fused.set_weights(wp, {});
+        for (auto& l : each) l->set_weights({w.data()}, {});
+        Blocked x = make_blocked(N, C, H, W), dx = make_blocked(N, C, H, W);
+        Stacked yf = fused.make_outputs();
+        std::vector<Stacked> ye;
+        for (auto& l : each) ye.push_back(l->make_outputs());
+        double tf[3] = {1e30, 1e30, 1e30}, te[3] = {1e30, 1e30, 1e30};
+        for (int r = 0; r < 9; ++r) {
+            double t0 = now_ms();
+            fused.forward(x, yf);
+            double t1 = now_ms();
+            fused.backward_data(yf, dx);
+            double t2 = now_ms();
+            fused.backward_weight(x, yf, dwp, {});
+            double t3 = now_ms();
+            double e[3] = {0, 0, 0};
+            for (size_t i = 0; i < each.size(); ++i) {
+                const double u0 = now_ms();
+                each[i]->forward(x, ye[i]);
+                const double u1 = now_ms();
+                each[i]->backward_data(ye[i], dx);
+                const double u2 = now_ms();
+                each[i]->backward_weight(x, ye[i], {dw.data()}, {});
+                const double u3 = now_ms();
+                e[0] += u1 - u0, e[1] += u2 - u1, e[2] += u3 - u2;
+            }
+            if (r == 0) continue;  // warm-up
+            const double f[3] = {t1 - t0, t2 - t1, t3 - t2};
+            for (int k = 0; k < 3; ++k)
+                tf[k] = std::min(tf[k], f[k]), te[k] = std::min(te[k], e[k]);
+        }
+        if (!header) {
+            std::printf(
+                "  block branches, fused layer vs one layer each (min of 8, ms): fwd / bwd_data / "
+                "bwd_weight\n");
+            header = true;
+        }
+        std::printf(
+            "    %-16s %dx%d c%-4d fused %.3f / %.3f / %.3f   separate %.3f / %.3f / %.3f\n",
+            label.c_str(), H, W, C, tf[0], tf[1], tf[2], te[0], te[1], te[2]);
+        if (out)
+            out << name << ',' << size << ',' << batch << ",branches," << label << "@" << H << "x"
+                << W << "c" << C << ",fused/separate," << (tf[0] + tf[1] + tf[2]) << ','
+                << (te[0] + te[1] + te[2]) << ','
+                << (tf[0] + tf[1] + tf[2]) / (te[0] + te[1] + te[2])
+                << ",\"fused ms, separate ms (fwd+bwd)\"\n";
+    }
 }
 
 }  // namespace
@@ -196,6 +275,8 @@ int main(int argc, char** argv) {
                     out << name << ',' << size << ',' << batch << ",layer," << t.name << ',' << t.op
                         << ',' << f << ',' << bw << ',' << ratio << ",\"" << t.kernels << "\"\n";
             }
+
+            branch_passes(g, out, name, size, batch);
 
             // 2. Dense vs sparse step, alternating rounds.
             train::Trainer sparse(g, options(total, sparsity));
