@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_util.h"
 #include "benchmarks/fma_peak.h"
 #include "graph/cost.h"
 #include "graph/executor.h"
@@ -29,24 +30,8 @@
 
 namespace {
 
-std::vector<std::string> split(const std::string& s) {
-    std::vector<std::string> v;
-    std::string item;
-    for (char c : s + ",") {
-        if (c == ',') {
-            if (!item.empty()) v.push_back(item);
-            item.clear();
-        } else {
-            item += c;
-        }
-    }
-    return v;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
-}
+using lkc::bench::median;
+using lkc::bench::split;
 
 // The published / dense train-form multiply-adds of the model at this batch (the FLOPs the target
 // is stated in): the train-form graph's count.

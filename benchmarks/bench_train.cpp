@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_util.h"
 #include "graph/models/models.h"
 #include "graph/train/trainer.h"
 #include "graph/weights.h"
@@ -31,24 +32,8 @@ namespace {
 
 using namespace lkc;
 
-std::vector<std::string> split(const std::string& s) {
-    std::vector<std::string> v;
-    std::string item;
-    for (char c : s + ",") {
-        if (c == ',') {
-            if (!item.empty()) v.push_back(item);
-            item.clear();
-        } else {
-            item += c;
-        }
-    }
-    return v;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
-}
+using lkc::bench::median;
+using lkc::bench::split;
 
 double now_ms() {
     using namespace std::chrono;
