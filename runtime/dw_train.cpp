@@ -4,25 +4,20 @@
 #include <array>
 #include <stdexcept>
 
+#include "runtime/kernel_abi.h"
+
 namespace lkc {
 
 namespace {
 
-constexpr int kLanes = 16;
-int blocks(int64_t c) { return static_cast<int>((c + kLanes - 1) / kLanes); }
-
-using DenseFwdFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int, int,
-                           halide_buffer_t*);
-using DenseBwdDataFn = int (*)(halide_buffer_t*, halide_buffer_t*, int, halide_buffer_t*);
-using DenseBwdDataStridedFn = int (*)(halide_buffer_t*, halide_buffer_t*, int, int,
-                                      halide_buffer_t*);
-using DenseBwdWeightFn = int (*)(halide_buffer_t*, halide_buffer_t*, int, int, int, int,
-                                 halide_buffer_t*, halide_buffer_t*);
-using TapsFwdFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
-                          int, int, int, int, int, int, int, halide_buffer_t*);
-using TapsWgradFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int, int, int,
-                            int, int, int, int, halide_buffer_t*, halide_buffer_t*,
-                            halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
+using abi::DenseBwdDataFn;
+using abi::DenseBwdDataStridedFn;
+using abi::DenseBwdWeightFn;
+using abi::DenseFwdFn;
+using abi::kLanes;
+using abi::TapsFwdFn;
+using abi::TapsWgradFn;
+int blocks(int64_t c) { return abi::lane_blocks(c); }
 
 halide_buffer_t* raw(const Blocked& b) { return const_cast<Blocked&>(b).raw_buffer(); }
 halide_buffer_t* raw(const Stacked& b) { return const_cast<Stacked&>(b).raw_buffer(); }

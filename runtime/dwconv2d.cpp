@@ -3,19 +3,18 @@
 #include <random>
 #include <stdexcept>
 
+#include "runtime/kernel_abi.h"
+
 namespace lkc {
 
 namespace {
-constexpr int kLanes = 16;
+using abi::DenseBwdDataFn;
+using abi::DenseBwdDataStridedFn;
+using abi::DenseBwdWeightFn;
+using abi::DenseFwdFn;
+using abi::kLanes;
 
-using FwdFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int, int,
-                      halide_buffer_t*);
-using BwdDataFn = int (*)(halide_buffer_t*, halide_buffer_t*, int, halide_buffer_t*);
-using BwdDataStridedFn = int (*)(halide_buffer_t*, halide_buffer_t*, int, int, halide_buffer_t*);
-using BwdWeightFn = int (*)(halide_buffer_t*, halide_buffer_t*, int, int, int, int,
-                            halide_buffer_t*, halide_buffer_t*);
-
-int blocks(int64_t c) { return static_cast<int>((c + kLanes - 1) / kLanes); }
+int blocks(int64_t c) { return abi::lane_blocks(c); }
 
 void check_shape(const std::string& name, const Tensor& t, const Shape& want) {
     if (t.dtype() != DType::F32) {
@@ -222,21 +221,22 @@ void DwConv2dRunner::run() {
     int rc = 0;
     switch (k_->kind) {
         case KernelKind::DwFwd:
-            rc = reinterpret_cast<FwdFn>(k_->fn)(x_.raw_buffer(), wt_.raw_buffer(), b_.raw_buffer(),
-                                                 w_.stride, w_.dilation, out_.raw_buffer());
+            rc = reinterpret_cast<DenseFwdFn>(k_->fn)(x_.raw_buffer(), wt_.raw_buffer(),
+                                                      b_.raw_buffer(), w_.stride, w_.dilation,
+                                                      out_.raw_buffer());
             break;
         case KernelKind::DwBwdData:
-            rc = reinterpret_cast<BwdDataFn>(k_->fn)(y_.raw_buffer(), wt_.raw_buffer(), w_.dilation,
-                                                     out_.raw_buffer());
+            rc = reinterpret_cast<DenseBwdDataFn>(k_->fn)(y_.raw_buffer(), wt_.raw_buffer(),
+                                                          w_.dilation, out_.raw_buffer());
             break;
         case KernelKind::DwBwdDataStrided:
-            rc = reinterpret_cast<BwdDataStridedFn>(k_->fn)(
+            rc = reinterpret_cast<DenseBwdDataStridedFn>(k_->fn)(
                 y_.raw_buffer(), wt_.raw_buffer(), w_.stride, w_.dilation, out_.raw_buffer());
             break;
         case KernelKind::DwBwdWeight:
-            rc = reinterpret_cast<BwdWeightFn>(k_->fn)(x_.raw_buffer(), y_.raw_buffer(), kw_.kh,
-                                                       kw_.kw, w_.stride, w_.dilation,
-                                                       dwt_.raw_buffer(), db_.raw_buffer());
+            rc = reinterpret_cast<DenseBwdWeightFn>(k_->fn)(x_.raw_buffer(), y_.raw_buffer(),
+                                                            kw_.kh, kw_.kw, w_.stride, w_.dilation,
+                                                            dwt_.raw_buffer(), db_.raw_buffer());
             break;
         default:
             throw std::logic_error(std::string("DwConv2dRunner: ") + k_->name +

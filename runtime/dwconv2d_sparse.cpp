@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "runtime/kernel_abi.h"
 #include "runtime/op_inputs.h"
 
 namespace lkc {
@@ -13,9 +14,7 @@ namespace {
 constexpr int kVec = 8;     // = generators/dwconv2d_sparse_algorithm.h kVec
 constexpr int kFields = 4;  // = kTapFields: off0, off1, oy, plane
 
-using FwdFn = int (*)(halide_buffer_t* input, halide_buffer_t* starts, halide_buffer_t* taps,
-                      halide_buffer_t* weights, halide_buffer_t* bias, int in_stride, int pad_x,
-                      int pad_y, int pitch, int row_pitch, halide_buffer_t* output);
+using FwdFn = abi::SparseFwdFn;
 using WgradFn = int (*)(halide_buffer_t* input, halide_buffer_t* dy, halide_buffer_t* taps,
                         halide_buffer_t* count, int in_stride, int pad_x, int pad_y, int pitch,
                         int row_pitch, halide_buffer_t* dwt, halide_buffer_t* db);

@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "runtime/dwconv2d.h"
+#include "runtime/kernel_abi.h"
 #include "runtime/op_inputs.h"
 #include "runtime/reparam.h"
 #include "runtime/schedule_selection.h"
@@ -15,19 +16,16 @@
 namespace lkc {
 
 namespace {
-constexpr int kLanes = 16;
+using abi::kLanes;
+using abi::TapsFwdFn;
+using abi::TapsWgradFn;
 
-int blocks(int64_t c) { return static_cast<int>((c + kLanes - 1) / kLanes); }
+int blocks(int64_t c) { return abi::lane_blocks(c); }
 
 // Relative cost of one entry of class width c per output tile: c taps plus a fixed per-entry
 // overhead (predicate, address set-up, the tile - 1 extra input loads), about 0.8 taps.
 double entry_cost(int c) { return c + 0.8; }
 
-using TapsFwdFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
-                          int, int, int, int, int, int, int, halide_buffer_t*);
-using TapsWgradFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int, int, int,
-                            int, int, int, int, halide_buffer_t*, halide_buffer_t*,
-                            halide_buffer_t*, halide_buffer_t*, halide_buffer_t*);
 }  // namespace
 
 constexpr std::array<int, TapPlan::kClasses> TapPlan::kChunk;

@@ -5,6 +5,7 @@
 
 #include "HalideRuntimeCuda.h"
 #include "HalideRuntimeOpenCL.h"
+#include "runtime/kernel_abi.h"
 #include "runtime/op_inputs.h"
 #include "runtime/reparam.h"
 
@@ -12,15 +13,11 @@ namespace lkc {
 
 namespace {
 
-constexpr int kLanes = 16;
-int blocks(int64_t c) { return static_cast<int>((c + kLanes - 1) / kLanes); }
-
-using DenseFwdFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, int, int,
-                           halide_buffer_t*);
-using TapsFwdFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
-                          int, int, int, int, int, int, int, halide_buffer_t*);
-using SparseFwdFn = int (*)(halide_buffer_t*, halide_buffer_t*, halide_buffer_t*, halide_buffer_t*,
-                            halide_buffer_t*, int, int, int, int, int, halide_buffer_t*);
+using abi::DenseFwdFn;
+using abi::kLanes;
+using abi::SparseFwdFn;
+using abi::TapsFwdFn;
+int blocks(int64_t c) { return abi::lane_blocks(c); }
 
 // Validates the non-activation params against op_inputs' shapes (required and optional).
 void check_params(const Workload& w, const std::map<std::string, Tensor>& p) {

@@ -245,6 +245,21 @@ struct Trainer::Impl {
         return add_slot(key, Store::Channels, Buf(v.buf));
     }
 
+    // A norm's per-channel weight / bias as optimizer slots with gradients dgamma / dbeta.
+    template <class Bind>
+    void bind_affine(const Node& n, NodeState& s, ChannelVector& weight, ChannelVector& bias,
+                     Bind& bind) {
+        const int C = int(shape_numel(g.param(n.param("weight")).shape));
+        s.dgamma = train_ops::make_channel_grad(C);
+        s.dbeta = train_ops::make_channel_grad(C);
+        const int sw = channel_slot(n.param("weight"), weight);
+        const int sb = channel_slot(n.param("bias"), bias);
+        slots[size_t(sw)].grad = Buf(s.dgamma.buf);
+        slots[size_t(sb)].grad = Buf(s.dbeta.buf);
+        bind("weight", sw);
+        bind("bias", sb);
+    }
+
     void setup_node(size_t i) {
         const Node& n = g.nodes[i];
         NodeState& s = ns[i];
@@ -323,28 +338,12 @@ struct Trainer::Impl {
                                                        value(n, "running_mean"),
                                                        value(n, "running_var"), n.attrs.eps);
                 s.saved = train_ops::make_batchnorm_saved(int(g.param(n.param("weight")).shape[0]));
-                const int C = int(g.param(n.param("weight")).shape[0]);
-                s.dgamma = train_ops::make_channel_grad(C);
-                s.dbeta = train_ops::make_channel_grad(C);
-                const int sg = channel_slot(n.param("weight"), s.bn.gamma);
-                const int sb = channel_slot(n.param("bias"), s.bn.beta);
-                slots[size_t(sg)].grad = Buf(s.dgamma.buf);
-                slots[size_t(sb)].grad = Buf(s.dbeta.buf);
-                bind("weight", sg);
-                bind("bias", sb);
+                bind_affine(n, s, s.bn.gamma, s.bn.beta, bind);
                 return;
             }
             case OpKind::LayerNorm: {
                 s.ln = ops::pack_layer_norm(value(n, "weight"), value(n, "bias"), n.attrs.eps);
-                const int C = int(shape_numel(g.param(n.param("weight")).shape));
-                s.dgamma = train_ops::make_channel_grad(C);
-                s.dbeta = train_ops::make_channel_grad(C);
-                const int sw = channel_slot(n.param("weight"), s.ln.weight);
-                const int sb = channel_slot(n.param("bias"), s.ln.bias);
-                slots[size_t(sw)].grad = Buf(s.dgamma.buf);
-                slots[size_t(sb)].grad = Buf(s.dbeta.buf);
-                bind("weight", sw);
-                bind("bias", sb);
+                bind_affine(n, s, s.ln.weight, s.ln.bias, bind);
                 return;
             }
             case OpKind::Grn: {
