@@ -87,6 +87,18 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
         std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
 }
 
+Tensor Tensor::clone() const {
+    Tensor t;
+    t.dtype_ = dtype_;
+    t.shape_ = shape_;
+    t.numel_ = numel_;
+    if (data_) {
+        t = Tensor(dtype_, shape_);
+        std::memcpy(t.raw(), raw(), nbytes());
+    }
+    return t;
+}
+
 template <typename T>
 T* Tensor::data() {
     if (!type_matches<T>(dtype_)) {

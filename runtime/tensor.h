@@ -40,6 +40,8 @@ class Tensor {
     int64_t numel() const { return numel_; }
     size_t nbytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
     bool empty() const { return data_ == nullptr; }
+    // A copy with its own storage (copies of a Tensor share it).
+    Tensor clone() const;
 
     void* raw() { return data_.get(); }
     const void* raw() const { return data_.get(); }
