@@ -31,6 +31,37 @@ foreach (t IN ITEMS 8 7 5 3 1)
                    PARAMS tile=${t} chunk=8 FAMILIES cpu)
 endforeach ()
 
+# Row-mask variants (training, lane-block row sparsity: runtime/dw_train.h): the dense generators
+# with row_mask=true and one more input. CPU only (the trainer runs on the host), built for
+# AVX-512 and the baseline; the schedules the trainer measured fastest on the small-map layers
+# of the Fashion-MNIST models (hand variants and tuned ones), named <pass>_rows_<schedule>.
+set(lkc_rows_targets x86-64-linux-sse41-avx-f16c-fma-avx2-avx512-avx512_skylake x86-64-linux)
+foreach (pass IN ITEMS fwd bwd_data)
+    foreach (v IN ITEMS "t14c5_ns:tile=14 chunk=5 stage=false" "t14c5:tile=14 chunk=5"
+                        "t14c8:tile=14 chunk=8" "t7c8_px:tile=7 chunk=8 pixels=true"
+                        "t8c3r16:tile=8 chunk=3 rows_per_task=16"
+                        "t8c8r16:tile=8 chunk=8 rows_per_task=16"
+                        "t7c7_px_r4:tile=7 chunk=7 pixels=true rows_per_task=4"
+                        "t7c3_px_ns_np:tile=7 chunk=3 pixels=true stage=false par_rows=false"
+                        "t7c7_px_ns_r4:tile=7 chunk=7 pixels=true stage=false rows_per_task=4"
+                        "t8c8_np:tile=8 chunk=8 par_rows=false" "t7c3_np:tile=7 chunk=3 par_rows=false")
+        string(REPLACE ":" ";" parts "${v}")
+        list(GET parts 0 vname)
+        list(GET parts 1 vparams)
+        separate_arguments(vparams)
+        lkc_add_kernel(NAME dwconv2d_${pass}_rows_${vname} GENERATOR dwconv2d_${pass}_rows
+                       PARAMS ${vparams} row_mask=true FAMILIES cpu
+                       CPU_TARGETS ${lkc_rows_targets})
+    endforeach ()
+endforeach ()
+foreach (t IN ITEMS 7 5 3)
+    foreach (c IN ITEMS 8 4)
+        lkc_add_kernel(NAME dwconv2d_bwd_weight_rows_t${t}c${c} GENERATOR dwconv2d_bwd_weight_rows
+                       PARAMS tile=${t} chunk=${c} row_mask=true FAMILIES cpu
+                       CPU_TARGETS ${lkc_rows_targets})
+    endforeach ()
+endforeach ()
+
 # Row-table kernels for dwconv2d_multi and shiftwise (generators/dwconv2d_taps_generators.cpp):
 # entry width classes 8/5/3/1 are GeneratorParams (chunk0..3) that runtime/dwconv2d_taps.h mirrors.
 lkc_add_kernel(NAME dwconv2d_taps_fwd GENERATOR dwconv2d_taps_fwd PARAMS tile=14)

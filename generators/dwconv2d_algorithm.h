@@ -14,6 +14,8 @@
 // types (set `input.type` etc. on the generator command line), not this file.
 #pragma once
 
+#include <functional>
+
 #include "Halide.h"
 
 namespace lkc::gen {
@@ -45,8 +47,13 @@ struct Correlation {
     RDom r;    // (u, vc, vi)
 };
 
+// Optional row mask (lane-block row sparsity, the training kernels' `row_mask` variants):
+// keep(u, cb) is true where kernel row u of channel block cb is kept; pruned rows are skipped.
+// u is always within [0, kh) when keep is called.
+using RowKeep = std::function<Expr(Expr u, Expr cb)>;
+
 inline Correlation correlate(const Func& xp, const Func& wp, const ConvGeom& g, int tile, int chunk,
-                             Expr init, const std::string& name) {
+                             Expr init, const std::string& name, const RowKeep& keep = nullptr) {
     Var ci("ci"), t("t"), jt("jt"), y("y"), cb("cb"), n("n");
     Expr nchunks = (g.kw + (chunk - 1)) / chunk;
     RDom r(0, g.kh, 0, nchunks, 0, chunk, name + "_r");
@@ -55,7 +62,9 @@ inline Correlation correlate(const Func& xp, const Func& wp, const ConvGeom& g, 
     // Input column range touched by this chunk over the whole tile.
     Expr x_lo = jt * tile * g.stride + vc * chunk * g.dil - g.pw;
     Expr x_hi = (jt * tile + tile - 1) * g.stride + (vc * chunk + chunk - 1) * g.dil - g.pw;
-    r.where(iy >= 0 && iy < g.in_h && x_hi >= 0 && x_lo < g.in_w);
+    Expr ok = iy >= 0 && iy < g.in_h && x_hi >= 0 && x_lo < g.in_w;
+    if (keep) ok = ok && keep(u, cb);
+    r.where(ok);
     Func acc(name);
     acc(ci, t, jt, y, cb, n) = init;
     Expr ix = (jt * tile + t) * g.stride + (vc * chunk + vi) * g.dil - g.pw;
@@ -74,7 +83,8 @@ inline Correlation correlate(const Func& xp, const Func& wp, const ConvGeom& g, 
 // columns outside [0, kw) (pack_weights does this). Per chunk: chunk input vectors and
 // chunk + (tile - 1) * s weight vectors feed tile * chunk FMAs, the same ratio as the tap form.
 inline Correlation correlate_pixels(const Func& xp, const Func& wp, const ConvGeom& g, int tile,
-                                    int chunk, Expr init, const std::string& name) {
+                                    int chunk, Expr init, const std::string& name,
+                                    const RowKeep& keep = nullptr) {
     Var ci("ci"), t("t"), jt("jt"), y("y"), cb("cb"), n("n");
     Expr nchunks = (g.in_w + (chunk - 1)) / chunk;
     RDom r(0, g.in_h, 0, nchunks, 0, chunk, name + "_r");
@@ -83,7 +93,9 @@ inline Correlation correlate_pixels(const Func& xp, const Func& wp, const ConvGe
     // Kernel columns this chunk meets over the whole tile: v = q - j*s + pw.
     Expr v_hi = qc * chunk + chunk - 1 - jt * tile * g.stride + g.pw;
     Expr v_lo = qc * chunk - (jt * tile + tile - 1) * g.stride + g.pw;
-    r.where(u >= 0 && u < g.kh && v_hi >= 0 && v_lo < g.kw);
+    Expr ok = u >= 0 && u < g.kh && v_hi >= 0 && v_lo < g.kw;
+    if (keep) ok = ok && keep(clamp(u, 0, g.kh - 1), cb);
+    r.where(ok);
     Func acc(name);
     acc(ci, t, jt, y, cb, n) = init;
     Expr q = qc * chunk + qi;

@@ -47,6 +47,33 @@ void estimate_blocked(B& b, int w, int h, int c = 128, int n = 1) {
     GeneratorParam<int> est_s{"est_s", 1, 1, 2};         \
     GeneratorParam<int> est_d{"est_d", 1, 1, 7};
 
+// Lane-block row sparsity (training): `row_mask` variants take one more input, rows (Kh,
+// ceil(C/16)) of uint8, 1 where kernel row u of channel block cb is kept; pruned rows cost
+// nothing and get gradient 0. Registered under their own generator names (*_rows) so the runtime
+// can tell the signatures apart.
+using RowsInput = GeneratorInput<Buffer<uint8_t, 2>>;
+#define LKC_ROW_MASK_PARAMS                           \
+    GeneratorParam<bool> row_mask{"row_mask", false}; \
+    RowsInput* rows = nullptr;
+
+template <typename G>
+void add_row_mask(G& gen, bool on, RowsInput*& rows) {
+    if (on) rows = gen.template add_input<Buffer<uint8_t, 2>>("rows");
+}
+
+// keep(u, cb) for a row mask (flip: the kernel rotated by 180 degrees, backward data).
+RowKeep row_keep(RowsInput* rows, Expr kh, bool flip) {
+    if (!rows) return nullptr;
+    return [rows, kh, flip](Expr u, Expr cb) { return (*rows)(flip ? kh - 1 - u : u, cb) != 0; };
+}
+
+void constrain_rows(RowsInput* rows, int kh) {
+    if (!rows) return;
+    rows->dim(0).set_min(0);
+    rows->dim(1).set_min(0);
+    rows->set_estimates({{0, kh}, {0, 8}});
+}
+
 // The 16-lane dim of every blocked buffer is dense and exactly 16 wide; the x stride is 16.
 template <typename B>
 void constrain_blocked(B& b) {
@@ -81,12 +108,14 @@ class DwConv2dFwd : public Generator<DwConv2dFwd> {
     Input<int> dilation{"dilation", 1, 1, 7};
     Output<Buffer<void, 5>> output{
         "output"};  // y, blocked (16, ceil(W/s), ceil(H/s), ceil(C/16), N)
+    LKC_ROW_MASK_PARAMS
 
     void configure() {
         input.set_type(storage);
         weight.set_type(storage);
         bias.set_type(storage);
         output.set_type(storage);
+        add_row_mask(*this, row_mask, rows);
     }
 
     void generate() {
@@ -111,9 +140,10 @@ class DwConv2dFwd : public Generator<DwConv2dFwd> {
         s.bp(ci, cb) = select(cb * kLanes + ci < nc,
                               cast<float>(bias(clamp(cb * kLanes + ci, 0, nc - 1))), 0.0f);
         Var t("t"), jt("jt");
+        const RowKeep keep = row_keep(rows, g.kh, false);
         Correlation corr =
-            pixels ? correlate_pixels(s.xp, s.wp, g, p.tile, p.chunk, s.bp(ci, cb), "acc")
-                   : correlate(s.xp, s.wp, g, p.tile, p.chunk, s.bp(ci, cb), "acc");
+            pixels ? correlate_pixels(s.xp, s.wp, g, p.tile, p.chunk, s.bp(ci, cb), "acc", keep)
+                   : correlate(s.xp, s.wp, g, p.tile, p.chunk, s.bp(ci, cb), "acc", keep);
         s.acc = corr.acc;
         s.r = corr.r;
         s.output = Func("out");
@@ -136,6 +166,7 @@ class DwConv2dFwd : public Generator<DwConv2dFwd> {
         bias.set_estimates({{0, est_c}});
         stride.set_estimate(est_s);
         dilation.set_estimate(est_d);
+        constrain_rows(rows, est_kh);
 
         if (using_autoscheduler()) return;
         if (get_target().has_gpu_feature()) {
@@ -169,11 +200,13 @@ class DwConv2dBwdData : public Generator<DwConv2dBwdData> {
     Input<Buffer<void, 4>> weight{"weight"};  // [C,1,Kh,Kw]
     Input<int> dilation{"dilation", 1, 1, 7};
     Output<Buffer<void, 5>> dx{"dx"};  // blocked, same shape as dy
+    LKC_ROW_MASK_PARAMS
 
     void configure() {
         dy.set_type(storage);
         weight.set_type(storage);
         dx.set_type(storage);
+        add_row_mask(*this, row_mask, rows);
     }
 
     void generate() {
@@ -193,8 +226,10 @@ class DwConv2dBwdData : public Generator<DwConv2dBwdData> {
         sched::CorrStages s;
         s.xp = zero_extended(dy, "dyp");
         s.wp = pack_weights(weight, p.chunk, /*flip=*/true, "wp");
-        Correlation corr = pixels ? correlate_pixels(s.xp, s.wp, g, p.tile, p.chunk, 0.0f, "acc")
-                                  : correlate(s.xp, s.wp, g, p.tile, p.chunk, 0.0f, "acc");
+        const RowKeep keep = row_keep(rows, g.kh, true);
+        Correlation corr = pixels
+                               ? correlate_pixels(s.xp, s.wp, g, p.tile, p.chunk, 0.0f, "acc", keep)
+                               : correlate(s.xp, s.wp, g, p.tile, p.chunk, 0.0f, "acc", keep);
         s.acc = corr.acc;
         s.r = corr.r;
         dx(ci, x, y, cb, n) = cast(dx.type(), s.acc(ci, x % p.tile, x / p.tile, y, cb, n));
@@ -212,6 +247,7 @@ class DwConv2dBwdData : public Generator<DwConv2dBwdData> {
         estimate_blocked(dx, est_w, est_h, est_c, est_n);
         weight.set_estimates({{0, est_kw}, {0, est_kh}, {0, 1}, {0, est_c}});
         dilation.set_estimate(est_d);
+        constrain_rows(rows, est_kh);
 
         if (using_autoscheduler()) return;
         if (get_target().has_gpu_feature()) {
@@ -312,12 +348,14 @@ class DwConv2dBwdWeight : public Generator<DwConv2dBwdWeight> {
     Input<int> dilation{"dilation", 1, 1, 7};
     Output<Buffer<void, 4>> dw{"dw"};  // [C,1,Kh,Kw] = Halide (Kw, Kh, 1, C)
     Output<Buffer<void, 1>> db{"db"};  // [C]
+    LKC_ROW_MASK_PARAMS
 
     void configure() {
         input.set_type(storage);
         dy.set_type(storage);
         dw.set_type(storage);
         db.set_type(storage);
+        add_row_mask(*this, row_mask, rows);
     }
 
     void generate() {
@@ -338,7 +376,9 @@ class DwConv2dBwdWeight : public Generator<DwConv2dBwdWeight> {
         Expr iy = i * stride + u * dilation - ph;
         Expr x_lo = jc * J * stride + vt * V * dilation - pw;
         Expr x_hi = (jc * J + J - 1) * stride + (vt * V + V - 1) * dilation - pw;
-        r.where(iy >= 0 && iy < H && x_hi >= 0 && x_lo < W);
+        Expr ok = iy >= 0 && iy < H && x_hi >= 0 && x_lo < W;
+        if (rows) ok = ok && (*rows)(clamp(u, 0, kh - 1), cb) != 0;
+        r.where(ok);
         s.acc = Func("acc");
         s.acc(ci, vi, vt, u, cb, n) = 0.0f;
         Expr j = jc * J + jj;
@@ -386,6 +426,7 @@ class DwConv2dBwdWeight : public Generator<DwConv2dBwdWeight> {
         kernel_w.set_estimate(est_kw);
         stride.set_estimate(est_s);
         dilation.set_estimate(est_d);
+        constrain_rows(rows, est_kh);
 
         if (using_autoscheduler()) return;
         if (get_target().has_gpu_feature()) {
@@ -403,3 +444,7 @@ HALIDE_REGISTER_GENERATOR(lkc::gen::DwConv2dFwd, dwconv2d_fwd)
 HALIDE_REGISTER_GENERATOR(lkc::gen::DwConv2dBwdData, dwconv2d_bwd_data)
 HALIDE_REGISTER_GENERATOR(lkc::gen::DwConv2dBwdDataStrided, dwconv2d_bwd_data_strided)
 HALIDE_REGISTER_GENERATOR(lkc::gen::DwConv2dBwdWeight, dwconv2d_bwd_weight)
+// The same generators with row_mask=true set by the build (cmake/lkc_variants.cmake).
+HALIDE_REGISTER_GENERATOR(lkc::gen::DwConv2dFwd, dwconv2d_fwd_rows)
+HALIDE_REGISTER_GENERATOR(lkc::gen::DwConv2dBwdData, dwconv2d_bwd_data_rows)
+HALIDE_REGISTER_GENERATOR(lkc::gen::DwConv2dBwdWeight, dwconv2d_bwd_weight_rows)

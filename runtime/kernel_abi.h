@@ -19,6 +19,10 @@ using DenseFwdFn = int (*)(hb, hb, hb, int, int, hb);
 using DenseBwdDataFn = int (*)(hb, hb, int, hb);
 using DenseBwdDataStridedFn = int (*)(hb, hb, int, int, hb);
 using DenseBwdWeightFn = int (*)(hb, hb, int, int, int, int, hb, hb);
+// Their row-mask variants: the rows buffer (Kh, ceil(C/16)) uint8 right before the outputs.
+using RowsFwdFn = int (*)(hb, hb, hb, int, int, hb, hb);
+using RowsBwdDataFn = int (*)(hb, hb, int, hb, hb);
+using RowsBwdWeightFn = int (*)(hb, hb, int, int, int, int, hb, hb, hb);
 // Row tables: (in, rows, slots, bias, seg1, seg2, seg3, left, right, top, bottom, out);
 // (x, dy, rows, seg1, seg2, seg3, left, right, top, bottom, g0, g1, g2, g3, db).
 using TapsFwdFn = int (*)(hb, hb, hb, hb, int, int, int, int, int, int, int, hb);

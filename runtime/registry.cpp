@@ -24,6 +24,9 @@ KernelKind kind_of(const std::string& gen) {
     if (gen == "dwconv2d_bwd_data") return KernelKind::DwBwdData;
     if (gen == "dwconv2d_bwd_data_strided") return KernelKind::DwBwdDataStrided;
     if (gen == "dwconv2d_bwd_weight") return KernelKind::DwBwdWeight;
+    if (gen == "dwconv2d_fwd_rows") return KernelKind::DwFwdRows;
+    if (gen == "dwconv2d_bwd_data_rows") return KernelKind::DwBwdDataRows;
+    if (gen == "dwconv2d_bwd_weight_rows") return KernelKind::DwBwdWeightRows;
     if (gen == "dwconv2d_taps_fwd") return KernelKind::TapsFwd;
     if (gen == "dwconv2d_taps_wgrad") return KernelKind::TapsWgrad;
     if (gen == "dwconv2d_sparse_fwd") return KernelKind::SparseFwd;
@@ -344,6 +347,24 @@ bool kernel_supports(const KernelInfo& k, const Workload& w) {
         default:
             return false;
     }
+}
+
+bool row_mask_supports(const KernelInfo& k, const Workload& w) {
+    KernelInfo twin = k;
+    switch (k.kind) {
+        case KernelKind::DwFwdRows:
+            twin.kind = KernelKind::DwFwd;
+            break;
+        case KernelKind::DwBwdDataRows:
+            twin.kind = KernelKind::DwBwdData;
+            break;
+        case KernelKind::DwBwdWeightRows:
+            twin.kind = KernelKind::DwBwdWeight;
+            break;
+        default:
+            return false;
+    }
+    return w.stride == 1 && kernel_supports(twin, w);
 }
 
 const KernelInfo& hand_default_kernel(const Workload& w, Device d) {

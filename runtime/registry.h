@@ -19,6 +19,11 @@ enum class KernelKind {
     DwBwdData,
     DwBwdDataStrided,
     DwBwdWeight,
+    // The dense kernels with a lane-block row mask (one more input: rows (Kh, ceil(C/16)) uint8);
+    // training only (runtime/dw_train.h), never chosen for a workload by the registry.
+    DwFwdRows,
+    DwBwdDataRows,
+    DwBwdWeightRows,
     TapsFwd,      // dwconv2d_taps_fwd: multi-branch and shift-wise fwd / bwd_data (row tables)
     TapsWgrad,    // dwconv2d_taps_wgrad: multi-branch and shift-wise bwd_weight
     SparseFwd,    // dwconv2d_sparse_fwd: per-channel tap lists, fwd / bwd_data
@@ -107,6 +112,9 @@ const KernelInfo& register_kernel(const std::string& name, const std::string& ge
 
 // Whether variant k can run workload w at all (pass, stride and device limits).
 bool kernel_supports(const KernelInfo& k, const Workload& w);
+// Whether row-mask variant k (DwFwdRows / DwBwdDataRows / DwBwdWeightRows) can run dense
+// depth-wise workload w with a row mask (the support rule of its dense twin).
+bool row_mask_supports(const KernelInfo& k, const Workload& w);
 
 // Estimated cost of running w with k (arbitrary units, lower is faster; infinite for the generic
 // gather). What select_kernel ranks by when no variant is named.
