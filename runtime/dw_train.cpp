@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <cstdio>
 #include <stdexcept>
 
 #include "runtime/kernel_abi.h"
@@ -15,6 +17,9 @@ using abi::DenseBwdDataStridedFn;
 using abi::DenseBwdWeightFn;
 using abi::DenseFwdFn;
 using abi::kLanes;
+using abi::RowsBwdDataFn;
+using abi::RowsBwdWeightFn;
+using abi::RowsFwdFn;
 using abi::TapsFwdFn;
 using abi::TapsWgradFn;
 int blocks(int64_t c) { return abi::lane_blocks(c); }
@@ -39,6 +44,8 @@ struct DwTrainLayer::Impl {
     Selection sf, sd, sw;
     Halide::Runtime::Buffer<float, 4> wt, dwt;  // (kw, kh, 1, C)
     Halide::Runtime::Buffer<float, 1> b, db;
+    Selection hand[3];  // the registry's choices (fwd, bwd_data, bwd_weight)
+    Halide::Runtime::Buffer<uint8_t, 2> row_mask;  // (kh of the cropped kernel, CB), or none
     // B > 1: row tables (forward / backward-weight plan, transposed plan for backward-data).
     std::vector<TapKernel> kernels;
     std::unique_ptr<TapPlan> plan, plan_t;
@@ -109,6 +116,7 @@ DwTrainLayer::DwTrainLayer(int n, int c, int h, int w, int stride,
         m.sf = select_kernel_explained(m.fwd, d);
         m.sd = select_kernel_explained(m.bd, d);
         m.sw = select_kernel_explained(m.bw, d);
+        m.hand[0] = m.sf, m.hand[1] = m.sd, m.hand[2] = m.sw;
         m.wt = Halide::Runtime::Buffer<float, 4>(m.fwd.kw, m.fwd.kh, 1, c);
         m.wt.fill(0.0f);
         m.dwt = Halide::Runtime::Buffer<float, 4>(m.fwd.kw, m.fwd.kh, 1, c);
@@ -203,8 +211,15 @@ void DwTrainLayer::forward(const Blocked& x, Stacked& ys) {
     int rc;
     if (m.dense()) {
         Blocked y = ys.sliced(3, 0);
-        rc = reinterpret_cast<DenseFwdFn>(m.sf.kernel->fn)(
-            raw(x), m.wt.raw_buffer(), m.b.raw_buffer(), m.stride, br_[0].dilation, y.raw_buffer());
+        if (m.sf.kernel->kind == KernelKind::DwFwdRows) {
+            rc = reinterpret_cast<RowsFwdFn>(m.sf.kernel->fn)(
+                raw(x), m.wt.raw_buffer(), m.b.raw_buffer(), m.stride, br_[0].dilation,
+                m.row_mask.raw_buffer(), y.raw_buffer());
+        } else {
+            rc = reinterpret_cast<DenseFwdFn>(m.sf.kernel->fn)(raw(x), m.wt.raw_buffer(),
+                                                               m.b.raw_buffer(), m.stride,
+                                                               br_[0].dilation, y.raw_buffer());
+        }
     } else {
         const TapPlan& p = *m.plan;
         Stacked xs = stacked_view(x);
@@ -222,7 +237,11 @@ void DwTrainLayer::backward_data(const Stacked& dys, Blocked& dx) {
     int rc;
     if (m.dense()) {
         Blocked dy = const_cast<Stacked&>(dys).sliced(3, 0);
-        if (m.sd.kernel->kind == KernelKind::DwBwdDataStrided) {
+        if (m.sd.kernel->kind == KernelKind::DwBwdDataRows) {
+            rc = reinterpret_cast<RowsBwdDataFn>(m.sd.kernel->fn)(
+                dy.raw_buffer(), m.wt.raw_buffer(), br_[0].dilation, m.row_mask.raw_buffer(),
+                dx.raw_buffer());
+        } else if (m.sd.kernel->kind == KernelKind::DwBwdDataStrided) {
             rc = reinterpret_cast<DenseBwdDataStridedFn>(m.sd.kernel->fn)(
                 dy.raw_buffer(), m.wt.raw_buffer(), m.stride, br_[0].dilation, dx.raw_buffer());
         } else {
@@ -250,9 +269,15 @@ void DwTrainLayer::backward_weight(const Blocked& x, const Stacked& dys,
     int rc;
     if (m.dense()) {
         Blocked dy = const_cast<Stacked&>(dys).sliced(3, 0);
-        rc = reinterpret_cast<DenseBwdWeightFn>(m.sw.kernel->fn)(
-            raw(x), dy.raw_buffer(), m.fwd.kh, m.fwd.kw, m.stride, br_[0].dilation,
-            m.dwt.raw_buffer(), m.db.raw_buffer());
+        if (m.sw.kernel->kind == KernelKind::DwBwdWeightRows) {
+            rc = reinterpret_cast<RowsBwdWeightFn>(m.sw.kernel->fn)(
+                raw(x), dy.raw_buffer(), m.fwd.kh, m.fwd.kw, m.stride, br_[0].dilation,
+                m.row_mask.raw_buffer(), m.dwt.raw_buffer(), m.db.raw_buffer());
+        } else {
+            rc = reinterpret_cast<DenseBwdWeightFn>(m.sw.kernel->fn)(
+                raw(x), dy.raw_buffer(), m.fwd.kh, m.fwd.kw, m.stride, br_[0].dilation,
+                m.dwt.raw_buffer(), m.db.raw_buffer());
+        }
         check_halide(rc, std::string("kernel ") + m.sw.kernel->name, m.d);
         add_centred(m.dwt, br_[0].kh, br_[0].kw, dw[0]);
         if (!db.empty() && db[0])
@@ -274,6 +299,120 @@ void DwTrainLayer::backward_weight(const Blocked& x, const Stacked& dys,
         if (!db.empty() && db[i])
             for (int ch = 0; ch < m.c; ++ch) db[i][ch] += m.dbias(ch % kLanes, int(i), ch / kLanes);
     }
+}
+
+std::string DwTrainLayer::measure_variants(const Blocked& x, int reps) {
+    Impl& m = *impl_;
+    if (!m.dense()) return "one row-table variant";
+    m.check("x", x, m.w, m.h, 1);
+    Stacked y = make_outputs();
+    Blocked dx = make_blocked(m.n, m.c, m.h, m.w);
+    std::vector<float> dw(size_t(m.c) * br_[0].kh * br_[0].kw), db(size_t(m.c));
+    const Selection keep[3] = {m.hand[0], m.hand[1], m.hand[2]};
+    Selection* sel[3] = {&m.sf, &m.sd, &m.sw};
+    const Workload* wl[3] = {&m.fwd, &m.bd, &m.bw};
+    std::string summary;
+    for (int p = 0; p < 3; ++p) {
+        std::vector<const KernelInfo*> cands;
+        for (const KernelInfo& k : all_kernels())
+            if (k.device == m.d && k.fn &&
+                (kernel_supports(k, *wl[p]) || (m.row_mask.data() && row_mask_supports(k, *wl[p]))))
+                cands.push_back(&k);
+        std::vector<double> best(cands.size(), 1e30);
+        for (int r = 0; r <= reps; ++r)
+            for (size_t i = 0; i < cands.size(); ++i) {
+                sel[p]->kernel = cands[i];
+                const auto t0 = std::chrono::steady_clock::now();
+                if (p == 0) forward(x, y);
+                if (p == 1) backward_data(y, dx);
+                if (p == 2) backward_weight(x, y, {dw.data()}, {db.data()});
+                const double ms =
+                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                        .count();
+                if (r > 0) best[i] = std::min(best[i], ms);  // r == 0: warm-up
+            }
+        size_t b = 0;
+        for (size_t i = 0; i < cands.size(); ++i)
+            if (best[i] < best[b]) b = i;
+        if (cands.empty()) {
+            *sel[p] = keep[p];
+            continue;
+        }
+        *sel[p] = keep[p];
+        if (cands[b] != keep[p].kernel) {
+            sel[p]->kernel = cands[b];
+            sel[p]->how = "measured";
+        }
+        double chosen_default = 1e30;
+        for (size_t i = 0; i < cands.size(); ++i)
+            if (cands[i] == keep[p].kernel) chosen_default = best[i];
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "%s%s %.3f ms (default %s %.3f ms, %zu variants)",
+                      p ? "; " : "", cands[b]->name, best[b], keep[p].kernel->name, chosen_default,
+                      cands.size());
+        summary += buf;
+    }
+    return summary;
+}
+
+void DwTrainLayer::use_variants(const std::string& fwd, const std::string& bwd_data,
+                                const std::string& bwd_weight) {
+    Impl& m = *impl_;
+    const std::string names[3] = {fwd, bwd_data, bwd_weight};
+    Selection* sel[3] = {&m.sf, &m.sd, &m.sw};
+    const Workload* wl[3] = {&m.fwd, &m.bd, &m.bw};
+    for (int p = 0; p < 3; ++p) {
+        if (names[p] == sel[p]->kernel->name) continue;
+        const KernelInfo* k = find_kernel(names[p], m.d);
+        if (k && !m.row_mask.data() && row_mask_supports(*k, *wl[p]))
+            throw std::invalid_argument("DwTrainLayer: '" + names[p] +
+                                        "' is a row-mask variant and the layer has no row mask");
+        if (!k || !(kernel_supports(*k, *wl[p]) || row_mask_supports(*k, *wl[p])))
+            throw std::invalid_argument("DwTrainLayer: '" + names[p] +
+                                        "' is not a compiled variant for " + to_string(*wl[p]));
+        if (m.dense() == (k->kind == KernelKind::TapsFwd || k->kind == KernelKind::TapsWgrad))
+            throw std::invalid_argument("DwTrainLayer: '" + names[p] + "' is not a " +
+                                        (m.dense() ? "dense" : "row-table") + " variant");
+        sel[p]->kernel = k;
+        sel[p]->how = "named";
+    }
+}
+
+void DwTrainLayer::set_row_mask(const std::vector<uint8_t>& rows) {
+    Impl& m = *impl_;
+    if (rows.empty()) {
+        m.row_mask = Halide::Runtime::Buffer<uint8_t, 2>();
+        Selection* sel[3] = {&m.sf, &m.sd, &m.sw};
+        for (int p = 0; p < 3; ++p) {
+            const KernelKind k = sel[p]->kernel->kind;
+            if (k == KernelKind::DwFwdRows || k == KernelKind::DwBwdDataRows ||
+                k == KernelKind::DwBwdWeightRows)
+                *sel[p] = m.hand[p];
+        }
+        return;
+    }
+    if (!m.dense() || m.stride != 1)
+        throw std::invalid_argument(
+            "DwTrainLayer::set_row_mask: row masks need one kernel and stride 1");
+    const int CB = blocks(m.c), kh = br_[0].kh;
+    if (rows.size() != size_t(CB) * kh)
+        throw std::invalid_argument("DwTrainLayer::set_row_mask: " + std::to_string(rows.size()) +
+                                    " flags, expected " + std::to_string(CB * kh) + " (" +
+                                    std::to_string(CB) + " lane blocks x " + std::to_string(kh) +
+                                    " kernel rows)");
+    // The kernels see the centred rows of the cropped kernel (cropped_to_map).
+    const int kc = m.fwd.kh, off = (kh - kc) / 2;
+    m.row_mask = Halide::Runtime::Buffer<uint8_t, 2>(kc, CB);
+    for (int cb = 0; cb < CB; ++cb)
+        for (int u = 0; u < kc; ++u) m.row_mask(u, cb) = rows[size_t(cb * kh + off + u)] ? 1 : 0;
+    m.row_mask.set_host_dirty();
+}
+
+bool DwTrainLayer::has_row_mask() const { return impl_->row_mask.data() != nullptr; }
+
+std::vector<std::string> DwTrainLayer::variant_names() const {
+    const Impl& m = *impl_;
+    return {m.sf.kernel->name, m.sd.kernel->name, m.sw.kernel->name};
 }
 
 std::string DwTrainLayer::kernel_names() const {

@@ -50,6 +50,27 @@ class DwTrainLayer {
     void backward_weight(const Blocked& x, const Stacked& dys, const std::vector<float*>& dw,
                          const std::vector<float*>& db);
 
+    // B == 1, stride 1: lane-block row sparsity. rows holds ceil(C/16) * kh flags ([block][u],
+    // 1 = kernel row u of the block's 16 channels kept; the caller keeps the weights of pruned
+    // rows at 0). While set, measure_variants also times the row-mask variants (pruned rows cost
+    // nothing; their gradient is 0) and use_variants accepts them. Empty: no mask (the passes go
+    // back to variants without one). Throws std::invalid_argument for a wrong length, B > 1 or
+    // stride != 1.
+    void set_row_mask(const std::vector<uint8_t>& rows);
+    bool has_row_mask() const;
+
+    // B == 1: times every compiled CPU variant of each pass on these buffers (x, and the layer's
+    // own scratch for the outputs; one warm-up, then the minimum of `reps` calls interleaved over
+    // the variants) and keeps the fastest per pass. Returns a one-line summary. B > 1: no-op
+    // (one row-table variant).
+    std::string measure_variants(const Blocked& x, int reps = 3);
+    // Run named variants (measure_variants' choice from a checkpoint); throws
+    // std::invalid_argument for a name that is not a compiled variant of that pass.
+    void use_variants(const std::string& fwd, const std::string& bwd_data,
+                      const std::string& bwd_weight);
+    // The variant names of the three passes.
+    std::vector<std::string> variant_names() const;
+
     // The kernels that run, "fwd / bwd_data / bwd_weight".
     std::string kernel_names() const;
 

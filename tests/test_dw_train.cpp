@@ -41,7 +41,14 @@ struct Case {
     bool bias;
 };
 
-void run_case(const Case& k) {
+// Lane-block row masks for run_case (B == 1): density per (block, kernel row), the weights of
+// pruned rows 0; `variants` names the three passes' kernels (empty: measure_variants picks).
+struct RowMask {
+    double density = 0;
+    std::vector<std::string> variants;
+};
+
+void run_case(const Case& k, const RowMask& rm = {}) {
     std::mt19937 gen(7);
     const int N = k.n, C = k.c, H = k.h, W = k.w, s = k.stride;
     DwTrainLayer layer(N, C, H, W, s, k.branches);
@@ -49,12 +56,26 @@ void run_case(const Case& k) {
     const size_t B = k.branches.size();
     const auto x = random_values(size_t(N) * C * H * W, gen);
     std::vector<std::vector<double>> ws, bs, dys;
+    std::vector<uint8_t> rows;
     std::vector<const float*> wp, bp;
     std::vector<Tensor> wt, bt;
     for (const Branch& b : k.branches) {
         ws.push_back(random_values(size_t(C) * b.kh * b.kw, gen));
         bs.push_back(k.bias ? random_values(size_t(C), gen) : std::vector<double>());
         dys.push_back(random_values(size_t(N) * C * OH * OW, gen));
+        if (rm.density > 0) {
+            std::bernoulli_distribution keep(rm.density);
+            const int CB = (C + 15) / 16;
+            rows.assign(size_t(CB) * b.kh, 0);
+            for (auto& r : rows) r = keep(gen);
+            rows[0] = 0;  // block 0 loses its first row, block 0 keeps its centre row
+            rows[size_t(b.kh / 2)] = 1;
+            for (int ch = 0; ch < C; ++ch)
+                for (int u = 0; u < b.kh; ++u)
+                    if (!rows[size_t((ch / 16) * b.kh + u)])
+                        for (int v = 0; v < b.kw; ++v)
+                            ws.back()[size_t((ch * b.kh + u) * b.kw + v)] = 0;
+        }
         wt.push_back(tensor_of(ws.back(), {C, 1, b.kh, b.kw}));
         wp.push_back(wt.back().data<float>());
         if (k.bias) {
@@ -64,6 +85,16 @@ void run_case(const Case& k) {
     }
     layer.set_weights(wp, bp);
     const Blocked xb = to_blocked(tensor_of(x, {N, C, H, W}));
+    bool rows_bw = false;
+    if (rm.density > 0) {
+        layer.set_row_mask(rows);
+        if (rm.variants.empty()) {
+            layer.measure_variants(xb, 1);
+        } else {
+            layer.use_variants(rm.variants[0], rm.variants[1], rm.variants[2]);
+        }
+        rows_bw = layer.variant_names()[2].find("_rows_") != std::string::npos;
+    }
 
     // Outputs start as NaN: every lane the layers own must be written (padding lanes as 0).
     Stacked ys = layer.make_outputs();
@@ -103,6 +134,19 @@ void run_case(const Case& k) {
         ref::dwconv_bwd_weight(x, dys[i], N, C, H, W, b.kh, b.kw, s, b.dilation, &dwr, &dbr);
         for (float& v : dw[i]) v -= 1.0f;
         for (float& v : db[i]) v -= 1.0f;
+        if (rows_bw) {
+            // Row-mask backward-weight: the gradient of pruned rows is exactly 0.
+            int nonzero = 0;
+            for (int ch = 0; ch < C; ++ch)
+                for (int u = 0; u < b.kh; ++u)
+                    if (!rows[size_t((ch / 16) * b.kh + u)])
+                        for (int v = 0; v < b.kw; ++v) {
+                            const size_t e = size_t((ch * b.kh + u) * b.kw + v);
+                            dwr[e] = 0;
+                            nonzero += dw[i][e] != 0.0f;
+                        }
+            EXPECT_EQ(nonzero, 0) << tag << ": pruned rows with a gradient";
+        }
         expect_close(dwr, dw[i].data(), tag + " backward-weight");
         expect_close(dbr, db[i].data(), tag + " bias gradient");
     }
@@ -129,6 +173,43 @@ TEST(DwTrainLayer, DilatedBranchesWithBiasMatchReference) {
 
 TEST(DwTrainLayer, RepLKNetLargeAndSmallOnALargerMap) {
     run_case({1, 37, 14, 14, 1, {{31, 31, 1}, {5, 5, 1}}, false});
+}
+
+// Row-mask variants: pruned kernel rows of a lane block are skipped (forward, backward-data) and
+// get gradient 0 (backward-weight); kept rows match the reference. Tap-form, unstaged and
+// pixel-form variants, a kernel cropped to the map (13x13 on 4x4), dilation, and the measured
+// choice among all variants with the mask set.
+TEST(DwTrainLayer, RowMaskVariantsMatchReference) {
+    const std::vector<std::string> tap = {"dwconv2d_fwd_rows_t14c5_ns_cpu",
+                                          "dwconv2d_bwd_data_rows_t14c5_cpu",
+                                          "dwconv2d_bwd_weight_rows_t5c8_cpu"};
+    const std::vector<std::string> px = {"dwconv2d_fwd_rows_t7c8_px_cpu",
+                                         "dwconv2d_bwd_data_rows_t7c7_px_r4_cpu",
+                                         "dwconv2d_bwd_weight_rows_t7c4_cpu"};
+    run_case({2, 40, 8, 8, 1, {{13, 5, 1}}, true}, {0.6, tap});
+    run_case({2, 40, 8, 8, 1, {{13, 13, 1}}, false}, {0.6, px});
+    run_case({1, 17, 4, 4, 1, {{13, 13, 1}}, true}, {0.5, px});
+    run_case({2, 21, 9, 7, 1, {{5, 13, 1}}, false}, {0.6, tap});
+    run_case({2, 19, 11, 9, 1, {{5, 5, 2}}, true}, {0.6, tap});
+    run_case({2, 33, 8, 8, 1, {{13, 5, 1}}, false}, {0.6, {}});
+}
+
+TEST(DwTrainLayer, RowMasksRejectBadInput) {
+    DwTrainLayer l(1, 20, 8, 8, 1, {{5, 5, 1}});
+    EXPECT_THROW(l.set_row_mask(std::vector<uint8_t>(5, 1)), std::invalid_argument);
+    EXPECT_THROW(
+        l.use_variants("dwconv2d_fwd_rows_t14c5_cpu", l.variant_names()[1], l.variant_names()[2]),
+        std::invalid_argument);  // a row-mask variant without a mask
+    EXPECT_THROW(l.use_variants("no_such_kernel", l.variant_names()[1], l.variant_names()[2]),
+                 std::invalid_argument);
+    DwTrainLayer s2(1, 20, 8, 8, 2, {{5, 5, 1}});
+    EXPECT_THROW(s2.set_row_mask(std::vector<uint8_t>(10, 1)), std::invalid_argument);
+    DwTrainLayer multi(1, 20, 8, 8, 1, {{5, 5, 1}, {3, 3, 1}});
+    EXPECT_THROW(multi.set_row_mask(std::vector<uint8_t>(10, 1)), std::invalid_argument);
+    l.set_row_mask(std::vector<uint8_t>(10, 1));
+    l.use_variants("dwconv2d_fwd_rows_t14c5_cpu", l.variant_names()[1], l.variant_names()[2]);
+    l.set_row_mask({});  // dropping the mask drops the row-mask variants
+    EXPECT_EQ(l.variant_names()[0].find("_rows_"), std::string::npos);
 }
 
 TEST(DwTrainLayer, SingleDenseKernelStrideTwo) { run_case({2, 33, 9, 10, 2, {{7, 7, 1}}, true}); }
