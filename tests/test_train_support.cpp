@@ -5,10 +5,13 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "graph/models/models.h"
 #include "graph/train/checkpoint.h"
@@ -141,6 +144,101 @@ TEST(Sparsity, ErkMeetsTheGlobalDensityAndPruneRegrowKeepsCounts) {
     EXPECT_THROW(parse_mask_init("magic"), std::invalid_argument);
     EXPECT_NEAR(cosine_rate(0.5, 0, 100), 0.5, 1e-12);
     EXPECT_NEAR(cosine_rate(0.5, 100, 100), 0.0, 1e-12);
+}
+
+// Lane-row masks: whole (16-channel block, kernel row) groups are drawn, pruned by L1 and
+// regrown; counts hold, every group stays uniform, masked weights stay 0; SNIP keeps whole
+// groups too; a non-uniform mask is refused naming the group.
+TEST(Sparsity, LaneRowGroupsStayWhole) {
+    graph::ModelOptions mo;
+    mo.image_size = 32;
+    mo.num_classes = 10;
+    graph::Graph g = graph::build_model("slak-test", mo);
+    graph::init_weights(g, 2, graph::InitMode::Test);
+    const auto keys = maskable_params(g);
+    std::set<std::string> dw;
+    for (const auto& n : g.nodes)
+        if (n.op == graph::OpKind::DwConv2d && n.attrs.stride == 1) dw.insert(n.param("weight"));
+    ASSERT_FALSE(dw.empty());
+    MaskSet m;
+    m.set_lane_rows(g, dw);
+    std::mt19937_64 rng(3);
+    m.init_random(g, layer_densities(g, keys, 0.6, MaskInit::Erk), rng);
+    auto check_uniform = [&](const std::string& k) {
+        const Shape& s = g.param(k).shape;
+        const int64_t C = s[0], kh = s[2], kw = s[3];
+        const std::vector<uint8_t> f = m.row_flags(k);
+        EXPECT_EQ(f.size(), size_t((C + 15) / 16 * kh));
+        const float* mk = m.masks().at(k).data<float>();
+        for (int64_t c = 0; c < C; ++c)
+            for (int64_t u = 0; u < kh; ++u)
+                for (int64_t v = 0; v < kw; ++v)
+                    ASSERT_EQ(mk[(c * kh + u) * kw + v] != 0, f[size_t((c / 16) * kh + u)] != 0)
+                        << k << " channel " << c << " row " << u;
+    };
+    // Kept groups per key (groups differ in size: the last lane block may be partial).
+    auto groups_kept = [&](const std::string& k) {
+        const std::vector<uint8_t> f = m.row_flags(k);
+        return std::count(f.begin(), f.end(), uint8_t(1));
+    };
+    std::map<std::string, int64_t> before;
+    int sparse_keys = 0;
+    for (const auto& k : dw) {
+        check_uniform(k);
+        before[k] = groups_kept(k);
+        EXPECT_GT(before[k], 0);
+        sparse_keys += m.kept(k) < m.total(k);
+    }
+    EXPECT_GT(sparse_keys, 0) << "no depth-wise layer pruned at density 0.6";
+    m.apply(g);
+    for (int round = 0; round < 3; ++round) {
+        EXPECT_GT(m.prune_and_regrow(g, 0.5, rng), 0);
+        for (const auto& k : dw) {
+            check_uniform(k);
+            EXPECT_EQ(groups_kept(k), before[k]) << k;  // as many groups regrown as pruned
+            const Tensor& w = g.params.at(k).value;
+            for (int64_t i = 0; i < w.numel(); ++i)
+                if (m.masks().at(k).data<float>()[i] == 0) ASSERT_EQ(w.data<float>()[i], 0.0f);
+        }
+    }
+    // The pruned groups are the kept ones of least L1: make one group large, it must survive.
+    const std::string k0 = *dw.begin();
+    const std::vector<uint8_t> f0 = m.row_flags(k0);
+    size_t big = 0;
+    while (!f0[big]) ++big;
+    const Shape& s0 = g.param(k0).shape;
+    float* w0 = g.params.at(k0).value.data<float>();
+    for (int64_t c = int64_t(big / size_t(s0[2])) * 16;
+         c < std::min<int64_t>(s0[0], int64_t(big / size_t(s0[2])) * 16 + 16); ++c)
+        for (int64_t v = 0; v < s0[3]; ++v)
+            w0[(c * s0[2] + int64_t(big % size_t(s0[2]))) * s0[3] + v] = 100.0f;
+    m.prune_and_regrow(g, 0.9, rng);
+    EXPECT_TRUE(m.row_flags(k0)[big]) << "the group of largest L1 was pruned";
+    // SNIP with lane rows: whole groups.
+    std::map<std::string, Tensor> scores;
+    for (const auto& k : keys) {
+        Tensor sc(DType::F32, g.param(k).shape);
+        for (int64_t i = 0; i < sc.numel(); ++i) sc.data<float>()[i] = float((i * 7919) % 1000);
+        scores[k] = sc;
+    }
+    m.init_snip(g, scores, 0.6);
+    for (const auto& k : dw) check_uniform(k);
+    // A per-weight mask under a lane-row key is refused, naming the group.
+    m.masks().at(k0).data<float>()[0] = 1.0f - m.masks().at(k0).data<float>()[0];
+    try {
+        m.row_flags(k0);
+        ADD_FAILURE() << "a non-uniform mask was accepted";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("lane block 0, kernel row 0"), std::string::npos)
+            << e.what();
+    }
+    std::string linear;
+    for (const auto& n : g.nodes)
+        if (n.op == graph::OpKind::Linear) linear = n.param("weight");
+    ASSERT_FALSE(linear.empty());
+    EXPECT_THROW(m.set_lane_rows(g, {linear}), std::invalid_argument);  // not depth-wise
+    EXPECT_THROW(parse_mask_structure("blocks"), std::invalid_argument);
+    EXPECT_EQ(parse_mask_structure("lane-rows"), MaskStructure::LaneRows);
 }
 
 TEST(Checkpoint, RoundTripsTensorsAndRngExactly) {

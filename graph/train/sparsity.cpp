@@ -30,7 +30,108 @@ std::vector<uint8_t> random_positions(int64_t n, int64_t keep, std::mt19937_64& 
     return m;
 }
 
+// Element -> group of a lane-row [C,1,kh,kw] tensor: (c / 16) * kh + u; *count = groups.
+std::vector<int64_t> lane_row_groups(const Shape& s, int64_t* count) {
+    const int64_t C = s[0], kh = s[2], kw = s[3];
+    *count = ((C + 15) / 16) * kh;
+    std::vector<int64_t> grp(size_t(C * kh * kw));
+    for (int64_t c = 0; c < C; ++c)
+        for (int64_t u = 0; u < kh; ++u)
+            for (int64_t v = 0; v < kw; ++v) grp[size_t((c * kh + u) * kw + v)] = (c / 16) * kh + u;
+    return grp;
+}
+
+struct Moved {
+    int64_t groups = 0, weights = 0;
+};
+
+// Prune-and-regrow over groups (grp: element -> group, count groups, a group's mask is its first
+// element's): the round(rate * kept) kept groups of smallest L1 norm leave, as many groups that
+// were zero before (drawn at random) come in with weights 0.
+Moved prune_groups(float* mk, float* wv, const std::vector<int64_t>& grp, int64_t count,
+                   double rate, std::mt19937_64& rng) {
+    std::vector<double> l1(size_t(count), 0.0);
+    std::vector<int8_t> state(size_t(count), -1);
+    std::vector<int64_t> size(size_t(count), 0);
+    for (size_t i = 0; i < grp.size(); ++i) {
+        const size_t gi = size_t(grp[i]);
+        l1[gi] += std::fabs(wv[i]);
+        ++size[gi];
+        if (state[gi] < 0) state[gi] = mk[i] != 0 ? 1 : 0;
+    }
+    std::vector<int64_t> on, off;
+    for (int64_t gi = 0; gi < count; ++gi)
+        if (state[size_t(gi)] >= 0) (state[size_t(gi)] ? on : off).push_back(gi);
+    const int64_t n =
+        std::min<int64_t>(int64_t(std::llround(rate * double(on.size()))), int64_t(off.size()));
+    Moved mv;
+    if (n <= 0) return mv;
+    std::stable_sort(on.begin(), on.end(),
+                     [&](int64_t a, int64_t b) { return l1[size_t(a)] < l1[size_t(b)]; });
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t j = i + int64_t(rng() % uint64_t(off.size() - size_t(i)));
+        std::swap(off[size_t(i)], off[size_t(j)]);
+    }
+    std::vector<int8_t> change(size_t(count), 0);  // -1 pruned, +1 grown
+    for (int64_t i = 0; i < n; ++i) {
+        change[size_t(on[size_t(i)])] = -1;
+        change[size_t(off[size_t(i)])] = 1;
+        mv.weights += size[size_t(on[size_t(i)])];
+    }
+    for (size_t i = 0; i < grp.size(); ++i) {
+        const int8_t c = change[size_t(grp[i])];
+        if (c == 0) continue;
+        mk[i] = c > 0 ? 1.0f : 0.0f;
+        wv[i] = 0.0f;  // pruned, or grown (grown weights start at 0)
+    }
+    mv.groups = n;
+    return mv;
+}
+
 }  // namespace
+
+MaskStructure parse_mask_structure(const std::string& s) {
+    if (s == "weight") return MaskStructure::Weight;
+    if (s == "lane-rows") return MaskStructure::LaneRows;
+    throw std::invalid_argument("mask structure '" + s + "': expected weight or lane-rows");
+}
+
+std::string mask_structure_name(MaskStructure s) {
+    return s == MaskStructure::LaneRows ? "lane-rows" : "weight";
+}
+
+void MaskSet::set_lane_rows(const graph::Graph& g, const std::set<std::string>& keys) {
+    lane_rows_.clear();
+    for (const std::string& k : keys) {
+        const Shape& s = g.param(k).shape;
+        if (s.size() != 4 || s[1] != 1)
+            throw std::invalid_argument("lane-row mask for '" + k +
+                                        "': not a depth-wise [C,1,kh,kw] weight");
+        lane_rows_[k] = s;
+    }
+}
+
+std::vector<uint8_t> MaskSet::row_flags(const std::string& key) const {
+    auto it = lane_rows_.find(key);
+    if (it == lane_rows_.end())
+        throw std::invalid_argument("row_flags: '" + key + "' is not a lane-row key");
+    const Tensor& m = masks_.at(key);
+    int64_t count = 0;
+    const std::vector<int64_t> grp = lane_row_groups(it->second, &count);
+    std::vector<int8_t> f(size_t(count), -1);
+    for (size_t i = 0; i < grp.size(); ++i) {
+        const int8_t v = m.data<float>()[i] != 0 ? 1 : 0;
+        int8_t& fg = f[size_t(grp[i])];
+        if (fg >= 0 && fg != v)
+            throw std::runtime_error("mask of '" + key + "' is not uniform over lane block " +
+                                     std::to_string(grp[i] / it->second[2]) + ", kernel row " +
+                                     std::to_string(grp[i] % it->second[2]) +
+                                     " (a lane-rows mask keeps or prunes whole rows of 16 "
+                                     "channels)");
+        fg = v;
+    }
+    return std::vector<uint8_t>(f.begin(), f.end());
+}
 
 MaskInit parse_mask_init(const std::string& s) {
     if (s == "uniform") return MaskInit::Uniform;
@@ -117,6 +218,18 @@ void MaskSet::init_random(const graph::Graph& g, const std::map<std::string, dou
     for (const auto& [key, d] : density) {
         const graph::Param& p = g.param(key);
         const int64_t n = shape_numel(p.shape);
+        if (lane_rows(key)) {
+            int64_t count = 0;
+            const std::vector<int64_t> grp = lane_row_groups(p.shape, &count);
+            const int64_t keep =
+                std::clamp<int64_t>(int64_t(std::llround(d * double(count))), 1, count);
+            const std::vector<uint8_t> pos = random_positions(count, keep, rng);
+            Tensor m(DType::F32, p.shape);
+            for (int64_t i = 0; i < n; ++i)
+                m.data<float>()[i] = pos[size_t(grp[size_t(i)])] ? 1.0f : 0.0f;
+            masks_[key] = m;
+            continue;
+        }
         const int64_t keep = std::clamp<int64_t>(int64_t(std::llround(d * double(n))), 1, n);
         const std::vector<uint8_t> pos = random_positions(n, keep, rng);
         Tensor m(DType::F32, p.shape);
@@ -147,6 +260,25 @@ void MaskSet::init_snip(const graph::Graph& g, const std::map<std::string, Tenso
             kept += on;
         }
         if (kept == 0) m.data<float>()[0] = 1.0f;  // never an empty layer
+        if (lane_rows(key)) {
+            // As many whole groups as the layer's share of the global top-k, by summed score.
+            int64_t count = 0;
+            const std::vector<int64_t> grp = lane_row_groups(s.shape(), &count);
+            std::vector<double> score(size_t(count), 0.0);
+            for (int64_t i = 0; i < s.numel(); ++i)
+                score[size_t(grp[size_t(i)])] += s.data<float>()[i];
+            const int64_t keep_groups = std::clamp<int64_t>(
+                int64_t(std::llround(double(kept) / double(s.numel()) * double(count))), 1, count);
+            std::vector<int64_t> order(static_cast<size_t>(count));
+            std::iota(order.begin(), order.end(), 0);
+            std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+                return score[size_t(a)] > score[size_t(b)];
+            });
+            std::vector<uint8_t> on(size_t(count), 0);
+            for (int64_t i = 0; i < keep_groups; ++i) on[size_t(order[size_t(i)])] = 1;
+            for (int64_t i = 0; i < s.numel(); ++i)
+                m.data<float>()[i] = on[size_t(grp[size_t(i)])] ? 1.0f : 0.0f;
+        }
         masks_[key] = m;
     }
 }
@@ -167,6 +299,12 @@ int64_t MaskSet::prune_and_regrow(graph::Graph& g, double rate, std::mt19937_64&
         float* mk = m.data<float>();
         float* wv = w.data<float>();
         const int64_t n = m.numel();
+        if (lane_rows(key)) {
+            int64_t count = 0;
+            const std::vector<int64_t> grp = lane_row_groups(lane_rows_.at(key), &count);
+            moved += prune_groups(mk, wv, grp, count, rate, rng).weights;
+            continue;
+        }
         std::vector<int64_t> on, off;
         for (int64_t i = 0; i < n; ++i) (mk[i] != 0 ? on : off).push_back(i);
         const int64_t k =
@@ -203,30 +341,9 @@ int64_t MaskSet::prune_and_regrow_subkernels(graph::Graph& g, const std::string&
     if (m.numel() % sub != 0)
         throw std::invalid_argument("'" + key + "' is not a stack of " + std::to_string(k) + "x" +
                                     std::to_string(k) + " sub-kernels");
-    float* mk = m.data<float>();
-    float* wv = w.data<float>();
-    std::vector<int64_t> on, off;
-    std::vector<double> l1(static_cast<size_t>(count), 0.0);
-    for (int64_t s = 0; s < count; ++s) {
-        for (int64_t i = 0; i < sub; ++i) l1[size_t(s)] += std::fabs(wv[s * sub + i]);
-        (mk[s * sub] != 0 ? on : off).push_back(s);
-    }
-    const int64_t n =
-        std::min<int64_t>(int64_t(std::llround(rate * double(on.size()))), int64_t(off.size()));
-    std::stable_sort(on.begin(), on.end(),
-                     [&](int64_t a, int64_t b) { return l1[size_t(a)] < l1[size_t(b)]; });
-    for (int64_t i = 0; i < n; ++i) {
-        const int64_t j = i + int64_t(rng() % uint64_t(off.size() - size_t(i)));
-        std::swap(off[size_t(i)], off[size_t(j)]);
-    }
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t e = 0; e < sub; ++e) {
-            mk[on[size_t(i)] * sub + e] = 0.0f;
-            wv[on[size_t(i)] * sub + e] = 0.0f;
-            mk[off[size_t(i)] * sub + e] = 1.0f;
-            wv[off[size_t(i)] * sub + e] = 0.0f;
-        }
-    return n;
+    std::vector<int64_t> grp(size_t(m.numel()));
+    for (size_t i = 0; i < grp.size(); ++i) grp[i] = int64_t(i) / sub;
+    return prune_groups(m.data<float>(), w.data<float>(), grp, count, rate, rng).groups;
 }
 
 int64_t MaskSet::kept(const std::string& key) const {

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,16 @@ namespace train {
 
 enum class MaskInit { Uniform, Erk, Snip };
 MaskInit parse_mask_init(const std::string& s);  // "uniform" | "erk" | "snip"
+
+// How depth-wise weights are masked:
+//   Weight    every weight its own bit (SLaK). A 16-channel vector kernel cannot skip them.
+//   LaneRows  one bit per (lane block of 16 channels, kernel row) of a depth-wise [C,1,kh,kw]
+//             weight: the training kernels skip pruned rows (runtime/dw_train.h). Groups are
+//             initialised, pruned (by L1 norm of the group) and regrown like single weights.
+// Other masked tensors (convs, linears) are per weight either way.
+enum class MaskStructure { Weight, LaneRows };
+MaskStructure parse_mask_structure(const std::string& s);  // "weight" | "lane-rows"
+std::string mask_structure_name(MaskStructure s);
 
 // The masked tensors of a train-form graph: every Conv2d / depth-wise / Linear "weight*"
 // parameter with at least `min_elements` elements (the tiny 3x3 stems stay dense only when
@@ -34,18 +45,28 @@ std::map<std::string, double> layer_densities(const graph::Graph& g,
 class MaskSet {
   public:
     MaskSet() = default;
+    // Keys whose masks are lane-row groups (depth-wise [C,1,kh,kw] weights); set before init.
+    // Throws std::invalid_argument for a key of another shape.
+    void set_lane_rows(const graph::Graph& g, const std::set<std::string>& keys);
+    bool lane_rows(const std::string& key) const { return lane_rows_.count(key) > 0; }
+    // A lane-row key's mask as [ceil(C/16)][kh] flags; throws std::runtime_error when the mask
+    // is not uniform over each group (e.g. a checkpoint written with per-weight masks).
+    std::vector<uint8_t> row_flags(const std::string& key) const;
     // Random masks with the given per-layer densities (each output channel's kernel its own
-    // pattern for depth-wise weights: the positions are drawn over the whole tensor).
+    // pattern for depth-wise weights: the positions are drawn over the whole tensor; lane-row
+    // keys: whole groups are drawn).
     void init_random(const graph::Graph& g, const std::map<std::string, double>& density,
                      std::mt19937_64& rng);
-    // SNIP: keeps the globally largest scores |w * dL/dw| (one entry per weight), total density d.
+    // SNIP: keeps the globally largest scores |w * dL/dw| (one entry per weight), total density d;
+    // a lane-row key keeps as many whole groups, those of largest summed score.
     void init_snip(const graph::Graph& g, const std::map<std::string, Tensor>& scores, double d);
 
     // w *= mask for every masked parameter value in g.
     void apply(graph::Graph& g) const;
     // Per layer: removes round(rate * nonzeros) kept weights of smallest |w| and regrows as many at
-    // random positions that are zero in the mask (grown weights are set to 0 in g). Returns the
-    // number of weights moved (summed over layers).
+    // random positions that are zero in the mask (grown weights are set to 0 in g); lane-row keys
+    // move whole groups (smallest L1 norm). Returns the number of weights moved (summed over
+    // layers).
     int64_t prune_and_regrow(graph::Graph& g, double rate, std::mt19937_64& rng);
     // Coarse ShiftwiseConv variant: masks whole k x k sub-kernels of the shift-wise weights
     // ([R*nk, 1, k, k] or [R, nk, k, k]): prune by L1 of the sub-kernel, regrow at random.
@@ -60,7 +81,8 @@ class MaskSet {
     double density() const;  // over all masked tensors
 
   private:
-    std::map<std::string, Tensor> masks_;  // F32 0/1, the parameter's shape
+    std::map<std::string, Tensor> masks_;     // F32 0/1, the parameter's shape
+    std::map<std::string, Shape> lane_rows_;  // lane-row keys and their shapes
 };
 
 // Cosine-decayed rate: rate * (1 + cos(pi * step / total)) / 2 (large_kernel_ops.md §2).
