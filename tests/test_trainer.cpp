@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <sstream>
 
 #include "graph/builder.h"
 #include "graph/executor.h"
@@ -272,6 +273,8 @@ TEST(Trainer, KernelChoicesComeBackFromTheCheckpoint) {
         }
     }
     ASSERT_GT(forced, 0);
+    // The forced nodes leave their layers: their measured variants no longer apply.
+    st.tensors.erase("train.dw_variants");
     Trainer b(g, o);
     b.load_state(st);
     const Tensor back = b.state().tensors.at("train.dw_layout");
@@ -312,6 +315,85 @@ TEST(Trainer, KernelChoicesComeBackFromTheCheckpoint) {
             ADD_FAILURE() << "code " << code << " at node '" << g.nodes[at].name << "' accepted";
         } catch (const std::runtime_error& err) {
             EXPECT_NE(std::string(err.what()).find("'" + g.nodes[at].name + "'"), std::string::npos)
+                << err.what();
+        }
+    }
+}
+
+// Lane-row masks: the masked depth-wise layers run one layer each with their row mask; the
+// row-mask kernels forced through the checkpoint (train.dw_variants) give the loss of the
+// variants without a mask (pruned rows are zero weights either way) within 1e-5, and the masks
+// stay whole rows through pruning. A malformed variants table is refused, naming the line.
+TEST(Trainer, LaneRowMasksRunTheRowMaskKernels) {
+    const graph::Graph g = tiny("slak-test", 4);
+    const Tensor x = random_input(g, 5);
+    const std::vector<int32_t> y = {0, 1, 2, 3};
+    TrainOptions o = plain_sgd(0.01);
+    o.optimizer = "adamw";
+    o.sparsity = 0.4;
+    o.mask_structure = std::getenv("WEIGHT") ? MaskStructure::Weight : MaskStructure::LaneRows;
+    o.prune_every = std::getenv("PE") ? std::atoi(std::getenv("PE")) : 2;
+    o.total_steps = 8;
+    Trainer a(g, o);
+    int lane_row_keys = 0;
+    for (const auto& [key, mk] : a.masks().masks())
+        if (a.masks().lane_rows(key)) {
+            a.masks().row_flags(key);  // uniform
+            ++lane_row_keys;
+        }
+    ASSERT_GT(lane_row_keys, 0);
+    a.step(x, y);
+    CheckpointData st = a.state();
+    const Tensor& vt = st.tensors.at("train.dw_variants");
+    std::istringstream in(std::string(vt.data<uint8_t>(), vt.data<uint8_t>() + vt.numel()));
+    std::string line, text;
+    int forced = 0;
+    while (std::getline(in, line)) {
+        std::istringstream f(line);
+        size_t node;
+        std::string fw, bd, bw;
+        ASSERT_TRUE(bool(f >> node >> fw >> bd >> bw)) << line;
+        const graph::Node& n = g.nodes[node];
+        if (n.has_param("weight") && a.masks().lane_rows(n.param("weight"))) {
+            fw = "dwconv2d_fwd_rows_t14c5_cpu";
+            bd = "dwconv2d_bwd_data_rows_t14c5_ns_cpu";
+            bw = "dwconv2d_bwd_weight_rows_t5c8_cpu";
+            ++forced;
+        }
+        text += std::to_string(node) + " " + fw + " " + bd + " " + bw + "\n";
+    }
+    ASSERT_EQ(forced, lane_row_keys);
+    auto put = [&](const std::string& t) {
+        Tensor u(DType::U8, {int64_t(t.size())});
+        std::copy(t.begin(), t.end(), u.data<uint8_t>());
+        st.tensors["train.dw_variants"] = u;
+    };
+    if (!std::getenv("NOPUT")) put(text);
+    Trainer b(g, o);
+    b.load_state(st);
+    for (int s = 0; s < 4; ++s) {
+        const double la = a.step(x, y).loss, lb = b.step(x, y).loss;
+        EXPECT_NEAR(la, lb, 1e-5 * std::fabs(la)) << "step " << s + 2;
+    }
+    int rows_ran = 0;
+    for (const auto& t : b.last_times()) rows_ran += t.kernels.find("_rows_") != std::string::npos;
+    EXPECT_EQ(rows_ran, lane_row_keys);
+    for (const auto& [key, mk] : b.masks().masks())
+        if (b.masks().lane_rows(key)) EXPECT_NO_THROW(b.masks().row_flags(key)) << key;
+    const graph::Graph now = b.model();
+    for (const auto& [key, mk] : b.masks().masks())
+        for (int64_t i = 0; i < mk.numel(); ++i)
+            if (mk.data<float>()[i] == 0.f)
+                ASSERT_EQ(now.params.at(key).value.data<float>()[i], 0.f);
+    for (const std::string bad : {std::string("0 a b\n"), std::string("100000 a b c\n"),
+                                  text.substr(0, text.find(' ')) + " no_such_kernel b c\n"}) {
+        put(bad);
+        Trainer e(g, o);
+        try {
+            e.load_state(st);
+            ADD_FAILURE() << "accepted '" << bad << "'";
+        } catch (const std::runtime_error& err) {
+            EXPECT_NE(std::string(err.what()).find("train.dw_variants line 1"), std::string::npos)
                 << err.what();
         }
     }
@@ -380,8 +462,10 @@ RunOptions small_run(int64_t steps, double sparsity) {
 TEST(TrainingRun, ResumeMatchesUninterruptedRun) {
     if (!fs::exists(kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
     const Dataset d = small_fashion_mnist(80);  // 5 batches: the run crosses an epoch
-    for (double sparsity : {0.0, 0.4}) {
-        const RunOptions r = small_run(8, sparsity);
+    for (int config = 0; config < 3; ++config) {
+        const double sparsity = config == 0 ? 0.0 : 0.4;
+        RunOptions r = small_run(8, sparsity);
+        if (config == 2) r.train.mask_structure = MaskStructure::LaneRows;
         std::vector<double> straight, resumed;
         const std::string ck = (fs::temp_directory_path() / "lkc_test_resume.safetensors").string();
         {
@@ -403,6 +487,7 @@ TEST(TrainingRun, ResumeMatchesUninterruptedRun) {
             // which also shows that writing the checkpoint changes nothing.
             RunOptions fixed = r;
             fixed.train.fuse_branches = TrainOptions::Fuse::Never;
+            fixed.train.measure_variants = false;
             std::vector<double> other, second;
             {
                 TrainingRun a(d, fixed);
@@ -423,7 +508,9 @@ TEST(TrainingRun, ResumeMatchesUninterruptedRun) {
         }
         ASSERT_EQ(resumed.size(), 4u);
         for (size_t i = 0; i < resumed.size(); ++i)
-            EXPECT_EQ(straight[i + 4], resumed[i]) << "sparsity " << sparsity << " step " << i + 5;
+            EXPECT_EQ(straight[i + 4], resumed[i])
+                << "sparsity " << sparsity << (config == 2 ? " lane rows" : "") << " step "
+                << i + 5;
     }
 }
 

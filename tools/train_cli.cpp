@@ -71,6 +71,12 @@ void register_train(CLI::App& app, TrainArgs& a) {
     a.cmd->add_option("--prune-rate", r.train.prune_rate, "initial prune rate (cosine-decayed)")
         ->capture_default_str();
     a.cmd->add_option("--mask-init", a.mask_init, "uniform | erk | snip")->capture_default_str();
+    a.cmd
+        ->add_option("--mask-structure", a.mask_structure,
+                     "depth-wise masks: weight (SLaK, per weight) | lane-rows (per 16-channel "
+                     "block and kernel row: the kernels skip pruned rows)")
+        ->check(CLI::IsMember({"weight", "lane-rows"}))
+        ->capture_default_str();
     a.cmd->add_option("--seed", r.train.seed, "initialisation, data order, masks")
         ->capture_default_str();
     a.cmd->add_option("--weights", r.weights, "initial weights (safetensors, official names)");
@@ -123,6 +129,7 @@ int run_train(TrainArgs& a) {
         throw std::invalid_argument("lkc train: --resume needs --checkpoint FILE");
     r.flip = !a.no_flip;
     r.train.mask_init = train::parse_mask_init(a.mask_init);
+    r.train.mask_structure = train::parse_mask_structure(a.mask_structure);
     r.train.fuse_branches = a.fuse == "always"  ? train::TrainOptions::Fuse::Always
                             : a.fuse == "never" ? train::TrainOptions::Fuse::Never
                                                 : train::TrainOptions::Fuse::Measure;

@@ -13,7 +13,7 @@ namespace lkc::cli {
 struct TrainArgs {
     train::RunOptions run;
     std::string data = "fashion-mnist", device = "cpu", log, checkpoint, mask_init = "erk",
-                export_deploy, fuse = "measure";
+                export_deploy, fuse = "measure", mask_structure = "weight";
     int64_t checkpoint_every = 0, eval_every = 0, stop_after = 0;
     int eval_limit = 0;
     double time_limit_s = 0;

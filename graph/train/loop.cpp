@@ -38,6 +38,7 @@ std::map<std::string, std::string> run_metadata(const RunOptions& o) {
             {"grad_accum", std::to_string(o.train.grad_accum)},
             {"optimizer", o.train.optimizer},
             {"sparsity", std::to_string(o.train.sparsity)},
+            {"mask_structure", mask_structure_name(o.train.mask_structure)},
             {"drop_path", std::to_string(o.train.drop_path)}};
 }
 

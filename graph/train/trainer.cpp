@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <set>
+#include <sstream>
 
 #include "graph/executor.h"
 #include "graph/models/models.h"
@@ -173,7 +174,8 @@ struct DwGroup {
     std::unique_ptr<DwTrainLayer> layer;
     Stacked act, grad;
     int version = -1;
-    std::string choice;  // how membership was settled (profile, tests)
+    std::string choice;                 // how membership was settled (profile, tests)
+    std::vector<std::string> variants;  // one layer: the measured (or restored) kernel variants
 };
 
 }  // namespace
@@ -624,6 +626,29 @@ struct Trainer::Impl {
 
     // ---- depth-wise groups (runtime/dw_train.h) --------------------------------------------
 
+    // Masked weights that get lane-row masks: stride-1 dense depth-wise nodes (DwTrainLayer's
+    // row-mask kernels; stride-2 ones keep per-weight masks).
+    std::set<std::string> lane_row_keys() const {
+        const auto maskable = maskable_params(g);
+        const std::set<std::string> mk(maskable.begin(), maskable.end());
+        std::set<std::string> keys;
+        for (size_t i = 0; i < g.nodes.size(); ++i)
+            if (g.nodes[i].op == OpKind::DwConv2d && ns[i].wl.op == Op::DwConv2d &&
+                ns[i].wl.stride == 1 && mk.count(g.nodes[i].param("weight")))
+                keys.insert(g.nodes[i].param("weight"));
+        return keys;
+    }
+    bool lane_rows_node(int i) const {
+        const Node& n = g.nodes[size_t(i)];
+        return n.has_param("weight") && masks.lane_rows(n.param("weight")) &&
+               masks.masks().count(n.param("weight"));
+    }
+    // A one-node group's row mask from the node's current mask (after init, resume, prune).
+    void set_row_mask(DwGroup& gr) {
+        if (!gr.layer || gr.members.size() != 1 || !lane_rows_node(gr.members[0])) return;
+        gr.layer->set_row_mask(masks.row_flags(g.nodes[size_t(gr.members[0])].param("weight")));
+    }
+
     // Candidate groups: dense dwconv2d nodes of stride 1 by input tensor (a block's branches);
     // any other dense dwconv2d node (stride 2) alone. Rebuilt when masks first appear, so that
     // masked members are measured against the sparse kernels.
@@ -714,6 +739,7 @@ struct Trainer::Impl {
         gr.layer = make_group_layer(gr.members);
         gr.version = group_version(gr);
         gr.decided = true;
+        set_row_mask(gr);
         if (gr.members.size() == 1) {  // the node's own (arena) buffers, seen as one slot
             const int o = g.nodes[size_t(gr.members[0])].outputs[0];
             gr.act = stacked_view(act[size_t(o)].buf);
@@ -741,7 +767,7 @@ struct Trainer::Impl {
         for (int i : groups[size_t(gi)].members) {
             const Node& n = g.nodes[size_t(i)];
             NodeState& s = ns[size_t(i)];
-            if (masks.masks().count(n.param("weight"))) {
+            if (masks.masks().count(n.param("weight")) && !lane_rows_node(i)) {
                 run_workload(n, s, dw_params(n, s));
                 if (s.sparse) {
                     s.group = -1;
@@ -755,10 +781,14 @@ struct Trainer::Impl {
             groups[size_t(gi)].decided = true;
             return;
         }
+        bool lane_rows = false;
+        for (int i : keep) lane_rows = lane_rows || lane_rows_node(i);
         if (keep.size() > 1) {
-            bool split = o.fuse_branches == TrainOptions::Fuse::Never;
-            std::string why = split ? "--fuse-branches never" : "--fuse-branches always";
-            if (o.fuse_branches == TrainOptions::Fuse::Measure) {
+            bool split = o.fuse_branches == TrainOptions::Fuse::Never || lane_rows;
+            std::string why = lane_rows ? "lane-row masks: one layer each"
+                              : split   ? "--fuse-branches never"
+                                        : "--fuse-branches always";
+            if (o.fuse_branches == TrainOptions::Fuse::Measure && !lane_rows) {
                 const Blocked& x = act[size_t(groups[size_t(gi)].input)].buf;
                 // Interleaved, after a warm-up of each, the minimum of 5: steady against
                 // other load on the machine (medians of 3 picked wrongly here).
@@ -796,6 +826,14 @@ struct Trainer::Impl {
             }
         }
         bind_group(groups[size_t(gi)]);
+        // One layer per node: each pass's fastest compiled variant on this batch.
+        if (o.measure_variants)
+            for (DwGroup& gr : groups)
+                if (gr.decided && gr.members.size() == 1 && gr.variants.empty()) {
+                    gr.choice += (gr.choice.empty() ? "" : "; ") +
+                                 gr.layer->measure_variants(act[size_t(gr.input)].buf);
+                    gr.variants = gr.layer->variant_names();
+                }
     }
 
     // How each node's depth-wise kernels were settled, for checkpoints (a resumed run must run
@@ -1182,6 +1220,9 @@ struct Trainer::Impl {
         const double scale = 1.0 / double(std::max(1, o.grad_accum));
         ++steps;
         for (Slot& s : slots) {
+            // A masked weight is the constant 0 in the forward: its gradient is 0 (also what the
+            // sparse kernels compute), so moments never build up at pruned positions.
+            if (s.mask.data()) train_ops::mask_multiply(s.grad, s.mask, d);
             if (o.optimizer == "adamw") {
                 train_ops::AdamWConfig c;
                 c.lr = lr;
@@ -1251,11 +1292,13 @@ struct Trainer::Impl {
             groups_masked = true;
         }
         for (const auto& [key, m] : masks.masks()) {
+            if (masks.lane_rows(key)) masks.row_flags(key);  // throws for a non-uniform mask
             Slot& s = slots[size_t(slot_of.at(key))];
             s.mask = slot_mask(s, m);
             train_ops::mask_multiply(s.value, s.mask, d);
             ++s.version;
         }
+        for (DwGroup& gr : groups) set_row_mask(gr);
         after_update();
     }
 
@@ -1351,6 +1394,8 @@ Trainer::Trainer(const graph::Graph& g, const TrainOptions& o) : impl_(std::make
             }
         }
     }
+    if (o.sparsity > 0 && o.mask_structure == MaskStructure::LaneRows)
+        m.masks.set_lane_rows(g, m.lane_row_keys());
     if (o.sparsity > 0 && o.mask_init != MaskInit::Snip) {
         const auto keys = maskable_params(g);
         m.masks.init_random(g, layer_densities(g, keys, 1.0 - o.sparsity, o.mask_init), m.rng);
@@ -1545,7 +1590,8 @@ CheckpointData Trainer::state() const {
         if (s.v.data()) c.tensors["opt.v." + s.key] = m.tensor_of(s, s.v);
         if (s.ema.data()) c.tensors["ema." + s.key] = m.tensor_of(s, s.ema);
     }
-    for (const auto& [key, mk] : m.masks.masks()) c.tensors["mask." + key] = mk;
+    // Copies: Tensors share storage, and prune-and-regrow edits the live masks in place.
+    for (const auto& [key, mk] : m.masks.masks()) c.tensors["mask." + key] = mk.clone();
     c.tensors["train.optimizer_steps"] = scalar_i64(m.steps);
     c.tensors["train.micro"] = scalar_i64(m.micro);
     c.tensors["train.rng.trainer"] = rng_tensor(m.rng);
@@ -1554,6 +1600,16 @@ CheckpointData Trainer::state() const {
     Tensor lt(DType::I64, {int64_t(layout.size())});
     std::copy(layout.begin(), layout.end(), lt.data<int64_t>());
     c.tensors["train.dw_layout"] = lt;
+    // The measured kernel variants of one-node groups, one line each: "<node> <fwd> <bwd_data>
+    // <bwd_weight>" (a resumed run must run the same kernels to repeat the losses bitwise).
+    std::string vs;
+    for (const DwGroup& gr : m.groups)
+        if (gr.decided && gr.members.size() == 1 && !gr.variants.empty())
+            vs += std::to_string(gr.members[0]) + " " + gr.variants[0] + " " + gr.variants[1] +
+                  " " + gr.variants[2] + "\n";
+    Tensor vt(DType::U8, {int64_t(vs.size())});
+    std::copy(vs.begin(), vs.end(), vt.data<uint8_t>());
+    c.tensors["train.dw_variants"] = vt;
     return c;
 }
 
@@ -1587,7 +1643,7 @@ void Trainer::load_state(const CheckpointData& c) {
     auto& mk = m.masks.masks();
     mk.clear();
     for (const auto& [k, t] : c.tensors)
-        if (k.rfind("mask.", 0) == 0) mk[k.substr(5)] = t;
+        if (k.rfind("mask.", 0) == 0) mk[k.substr(5)] = t.clone();
     if (!mk.empty()) m.install_masks();
     m.after_update();
     auto lt = c.tensors.find("train.dw_layout");
@@ -1596,6 +1652,41 @@ void Trainer::load_state(const CheckpointData& c) {
             throw std::runtime_error("checkpoint: train.dw_layout is not a 1-D I64 tensor");
         const int64_t* p = lt->second.data<int64_t>();
         m.apply_dw_layout(std::vector<int64_t>(p, p + lt->second.numel()));
+    }
+    auto vt = c.tensors.find("train.dw_variants");
+    if (vt != c.tensors.end()) {
+        if (vt->second.dtype() != DType::U8 || vt->second.shape().size() != 1)
+            throw std::runtime_error("checkpoint: train.dw_variants is not a 1-D U8 tensor");
+        const std::string text(vt->second.data<uint8_t>(),
+                               vt->second.data<uint8_t>() + vt->second.numel());
+        std::istringstream lines(text);
+        std::string line;
+        int ln = 0;
+        while (std::getline(lines, line)) {
+            ++ln;
+            std::istringstream f(line);
+            long node = -1;
+            std::string fw, bd, bw, extra;
+            auto bad = [&](const std::string& why) {
+                return std::runtime_error("checkpoint: train.dw_variants line " +
+                                          std::to_string(ln) + " '" + line + "': " + why);
+            };
+            if (!(f >> node >> fw >> bd >> bw) || (f >> extra))
+                throw bad("expected '<node> <fwd> <bwd_data> <bwd_weight>'");
+            if (node < 0 || size_t(node) >= m.g.nodes.size() || m.ns[size_t(node)].group < 0)
+                throw bad("not a depth-wise node run as a layer");
+            DwGroup& gr = m.groups[size_t(m.ns[size_t(node)].group)];
+            if (!gr.layer || gr.members.size() != 1 || !gr.decided)
+                throw bad("node '" + m.g.nodes[size_t(node)].name +
+                          "' is not a one-node layer in train.dw_layout");
+            try {
+                gr.layer->use_variants(fw, bd, bw);
+            } catch (const std::invalid_argument& e) {
+                throw bad(e.what());
+            }
+            gr.variants = gr.layer->variant_names();
+            gr.choice = "from the checkpoint";
+        }
     }
 }
 

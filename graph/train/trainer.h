@@ -46,6 +46,9 @@ struct TrainOptions {
     int64_t prune_every = 0;  // u; 0: masks fixed
     double prune_rate = 0.5;  // cosine-decayed over total_steps
     MaskInit mask_init = MaskInit::Erk;
+    // Depth-wise masks per weight (SLaK) or per (16-channel lane block, kernel row), which the
+    // kernels skip (graph/train/sparsity.h).
+    MaskStructure mask_structure = MaskStructure::Weight;
     uint64_t seed = 1;
     // Activations and gradients in one arena placed by lifetime over the step
     // (graph/train/memory_plan.h); false: a buffer each (tests compare the two).
@@ -59,6 +62,9 @@ struct TrainOptions {
     // step (the choice is checkpointed), or fixed (runs that must match bitwise across trainers).
     enum class Fuse { Measure, Always, Never };
     Fuse fuse_branches = Fuse::Measure;
+    // A depth-wise node run as its own layer: time every compiled variant of each pass on the
+    // first batch and keep the fastest (else the registry's estimate / tuned records choose).
+    bool measure_variants = true;
 };
 
 struct StepResult {
