@@ -3,9 +3,9 @@
 //     medians over --steps steps after warm-up, (fwd + bwd) / fwd against the <= 3.5x target,
 //     with the kernels that ran and how they were chosen;
 //     and, per block, each pass of the fused branch layer vs one layer per branch;
-//  2. the whole step, dense vs --sparsity (SLaK masks, measured kernel choice), measured in
-//     alternating rounds (dense K steps then sparse K steps, then the other order, ...) so
-//     machine drift hits both; the ratio per round and its median.
+//  2. the whole step, dense vs --sparsity with SLaK's per-weight masks and with lane-row masks
+//     (measured kernel choice), in rounds of K steps each that rotate which goes first, so
+//     machine drift hits all three; the ratio per round and its median.
 // Inputs are random (N(0,1) images, uniform labels): step time does not depend on the values.
 //
 //   bench_train [--models=slak-fmnist,replknet-fmnist] [--sizes=32,64] [--batch=64]
@@ -157,6 +157,77 @@ void branch_passes(const graph::Graph& g, std::ofstream& out, const std::string&
     }
 }
 
+// Each stride-1 dense depth-wise layer with a random lane-row mask of the given density (rows of
+// 16-channel blocks, weights of pruned rows 0): each pass with the mask (the fastest variant
+// including the row-mask ones) vs without (the fastest variant), both chosen by
+// DwTrainLayer::measure_variants, then minima of 8 interleaved runs (ms).
+void row_mask_passes(const graph::Graph& g, std::ofstream& out, const std::string& name, int size,
+                     int batch, double density) {
+    std::printf(
+        "  lane-row masks at density %.2f, fastest variants with vs without the mask (min "
+        "of 8, ms): fwd / bwd_data / bwd_weight\n",
+        density);
+    std::mt19937 gen(11);
+    std::set<std::string> seen;
+    for (const auto& n : g.nodes) {
+        if (n.op != graph::OpKind::DwConv2d || n.attrs.stride != 1) continue;
+        const Shape& xs = g.tensor(n.inputs[0]).shape;
+        const Shape& ws = g.param(n.param("weight")).shape;
+        const int N = int(xs[0]), C = int(xs[1]), H = int(xs[2]), W = int(xs[3]);
+        const int kh = int(ws[2]), kw = int(ws[3]);
+        char label[64];
+        std::snprintf(label, sizeof label, "%dx%d d%d %dx%d c%d", kh, kw, n.attrs.dilation, H, W,
+                      C);
+        if (!seen.insert(label).second) continue;
+        const Branch br{kh, kw, n.attrs.dilation};
+        DwTrainLayer dense(N, C, H, W, 1, {br}), rows(N, C, H, W, 1, {br});
+        const int CB = (C + 15) / 16;
+        std::vector<uint8_t> mask(size_t(CB) * kh);
+        std::bernoulli_distribution keep(density);
+        int kept = 0;
+        for (auto& m : mask) kept += (m = keep(gen));
+        std::vector<float> w(size_t(C) * kh * kw), dw(w.size());
+        for (int c = 0; c < C; ++c)
+            for (int u = 0; u < kh; ++u)
+                for (int v = 0; v < kw; ++v)
+                    w[size_t((c * kh + u) * kw + v)] = mask[size_t((c / 16) * kh + u)] * 0.01f;
+        dense.set_weights({w.data()}, {});
+        rows.set_weights({w.data()}, {});
+        rows.set_row_mask(mask);
+        Blocked x = make_blocked(N, C, H, W), dx = make_blocked(N, C, H, W);
+        x.fill(0.5f);
+        dense.measure_variants(x);
+        rows.measure_variants(x);
+        Stacked yd = dense.make_outputs(), yr = rows.make_outputs();
+        double td[3] = {1e30, 1e30, 1e30}, tr[3] = {1e30, 1e30, 1e30};
+        auto run = [&](DwTrainLayer& l, Stacked& y, double* t) {
+            const double t0 = now_ms();
+            l.forward(x, y);
+            const double t1 = now_ms();
+            l.backward_data(y, dx);
+            const double t2 = now_ms();
+            l.backward_weight(x, y, {dw.data()}, {});
+            const double t3 = now_ms();
+            const double f[3] = {t1 - t0, t2 - t1, t3 - t2};
+            for (int k = 0; k < 3; ++k) t[k] = std::min(t[k], f[k]);
+        };
+        for (int r = 0; r < 9; ++r) {
+            double skip[3] = {1e30, 1e30, 1e30};
+            run(dense, yd, r ? td : skip);
+            run(rows, yr, r ? tr : skip);
+        }
+        const double sd = td[0] + td[1] + td[2], sr = tr[0] + tr[1] + tr[2];
+        std::printf(
+            "    %-22s rows kept %5.1f %%   masked %.3f / %.3f / %.3f   dense %.3f / %.3f / "
+            "%.3f   (f+b) ratio %.2f\n      %s\n",
+            label, 100.0 * kept / double(mask.size()), tr[0], tr[1], tr[2], td[0], td[1], td[2],
+            sr / sd, rows.kernel_names().c_str());
+        if (out)
+            out << name << ',' << size << ',' << batch << ",row_masks," << label << ",masked/dense,"
+                << sr << ',' << sd << ',' << sr / sd << ",\"masked ms, dense ms (fwd+bwd)\"\n";
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -262,55 +333,60 @@ int main(int argc, char** argv) {
             }
 
             branch_passes(g, out, name, size, batch);
+            row_mask_passes(g, out, name, size, batch, 1.0 - sparsity);
 
-            // 2. Dense vs sparse step, alternating rounds.
-            train::Trainer sparse(g, options(total, sparsity));
-            for (int s = 0; s < warmup; ++s) sparse.step(b.x, b.y);
-            std::vector<double> ratios, td_all, ts_all;
+            // 2. Dense vs sparse steps (SLaK per-weight masks, and lane-row masks), in rounds
+            // that rotate which trainer goes first: no order bias.
+            train::TrainOptions ow = options(total, sparsity), orow = ow;
+            orow.mask_structure = train::MaskStructure::LaneRows;
+            train::Trainer sparse(g, ow), rows(g, orow);
+            for (int s = 0; s < warmup; ++s) sparse.step(b.x, b.y), rows.step(b.x, b.y);
+            train::Trainer* tr[3] = {&dense, &sparse, &rows};
+            const char* tag[3] = {"dense", "weight", "lane-rows"};
+            std::vector<double> all[3], ratio[3];
             for (int r = 0; r < rounds; ++r) {
-                std::vector<double> td, ts;
-                auto run = [&](train::Trainer& t, std::vector<double>& into) {
+                double med[3];
+                for (int k = 0; k < 3; ++k) {
+                    const int which = (r + k) % 3;
+                    std::vector<double> t;
                     for (int s = 0; s < steps; ++s) {
                         const double t0 = now_ms();
-                        t.step(b.x, b.y);
-                        into.push_back(now_ms() - t0);
+                        tr[which]->step(b.x, b.y);
+                        t.push_back(now_ms() - t0);
                     }
-                };
-                // Which goes first alternates: no order bias.
-                if (r % 2 == 0) {
-                    run(dense, td);
-                    run(sparse, ts);
-                } else {
-                    run(sparse, ts);
-                    run(dense, td);
+                    med[which] = median(t);
+                    all[which].push_back(med[which]);
                 }
-                ratios.push_back(median(ts) / median(td));
-                td_all.push_back(median(td));
-                ts_all.push_back(median(ts));
+                for (int k = 1; k < 3; ++k) ratio[k].push_back(med[k] / med[0]);
                 if (out)
                     out << name << ',' << size << ',' << batch << ",step,round" << r << ",step,"
-                        << median(td) << ',' << median(ts) << ',' << ratios.back()
-                        << ",\"dense ms, sparse ms, sparse/dense\"\n";
+                        << med[0] << ',' << med[1] << ',' << med[2]
+                        << ",\"dense ms, sparse (weight) ms, sparse (lane-rows) ms\"\n";
             }
-            std::printf(
-                "  step: dense %.2f ms, sparsity %.2f %.2f ms (medians of %d rounds x %d "
-                "steps); sparse / dense per round:",
-                median(td_all), sparsity, median(ts_all), rounds, steps);
-            for (double v : ratios) std::printf(" %.3f", v);
-            std::printf("; median %.3f\n", median(ratios));
-            int sp = 0, dn = 0;
-            for (const auto& t : sparse.last_times()) {
-                if (!depthwise(t.op)) continue;
-                if (t.kernels.rfind("sparse kernels", 0) == 0) {
-                    ++sp;
-                } else {
-                    ++dn;
+            std::printf("  step: dense %.2f ms (medians of %d rounds x %d steps)\n", median(all[0]),
+                        rounds, steps);
+            for (int k = 1; k < 3; ++k) {
+                std::printf("  sparsity %.2f, %s masks: %.2f ms; sparse / dense per round:",
+                            sparsity, tag[k], median(all[k]));
+                for (double v : ratio[k]) std::printf(" %.3f", v);
+                std::printf("; median %.3f\n", median(ratio[k]));
+                int sp = 0, rm = 0, dn = 0;
+                for (const auto& t : tr[k]->last_times()) {
+                    if (!depthwise(t.op)) continue;
+                    if (t.kernels.rfind("sparse kernels", 0) == 0) {
+                        ++sp;
+                    } else if (t.kernels.find("_rows_") != std::string::npos) {
+                        ++rm;
+                    } else {
+                        ++dn;
+                    }
                 }
+                std::printf(
+                    "    depth-wise layers by the trainer's measured choice: %d on the per-channel "
+                    "sparse kernels, %d with row-mask kernels, %d on dense kernels (masked "
+                    "weights)\n",
+                    sp, rm, dn);
             }
-            std::printf(
-                "  sparse run: %d depth-wise layers on the sparse kernels, %d on dense "
-                "kernels (masked weights), by the trainer's measured choice\n",
-                sp, dn);
         }
     }
     for (const auto& [what, a] : {std::make_pair("large-kernel (extent >= 13)", large),
