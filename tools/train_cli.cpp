@@ -62,7 +62,7 @@ void register_train(CLI::App& app, TrainArgs& a) {
         ->capture_default_str();
     a.cmd
         ->add_option("--sparsity", r.train.sparsity,
-                     "dynamic sparsity of the large kernels (0: dense)")
+                     "dynamic sparsity: the fraction of conv / linear weights masked (0: dense)")
         ->capture_default_str();
     a.cmd
         ->add_option("--prune-every", r.train.prune_every,
