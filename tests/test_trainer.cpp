@@ -466,6 +466,8 @@ TEST(TrainingRun, ResumeMatchesUninterruptedRun) {
         const double sparsity = config == 0 ? 0.0 : 0.4;
         RunOptions r = small_run(8, sparsity);
         if (config == 2) r.train.mask_structure = MaskStructure::LaneRows;
+        // Dense: every layer's measured variants (train.dw_variants) must come back too.
+        if (config == 0) r.train.measure_variants = true;
         std::vector<double> straight, resumed;
         const std::string ck = (fs::temp_directory_path() / "lkc_test_resume.safetensors").string();
         {

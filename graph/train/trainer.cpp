@@ -827,13 +827,14 @@ struct Trainer::Impl {
         }
         bind_group(groups[size_t(gi)]);
         // One layer per node: each pass's fastest compiled variant on this batch.
-        if (o.measure_variants)
-            for (DwGroup& gr : groups)
-                if (gr.decided && gr.members.size() == 1 && gr.variants.empty()) {
-                    gr.choice += (gr.choice.empty() ? "" : "; ") +
-                                 gr.layer->measure_variants(act[size_t(gr.input)].buf);
-                    gr.variants = gr.layer->variant_names();
-                }
+        // Lane-row masked layers always (the registry never picks the row-mask variants).
+        for (DwGroup& gr : groups)
+            if (gr.decided && gr.members.size() == 1 && gr.variants.empty() &&
+                (o.measure_variants || lane_rows_node(gr.members[0]))) {
+                gr.choice += (gr.choice.empty() ? "" : "; ") +
+                             gr.layer->measure_variants(act[size_t(gr.input)].buf);
+                gr.variants = gr.layer->variant_names();
+            }
     }
 
     // How each node's depth-wise kernels were settled, for checkpoints (a resumed run must run
