@@ -32,6 +32,16 @@ std::vector<GeneratorSpace> cpu_spaces() {
                  {{"tile", "t", {"1", "3", "5", "7", "8", "10", "12"}, "12"},
                   {"chunk", "c", {"4", "6", "8", "10", "12"}, "8"},
                   {"par_rows", "pr", kBool, "false"}}});
+    // Row-mask variants (training): the same spaces with row_mask fixed on. Never candidates for
+    // a workload (autotune/candidates.cpp lists no workload they run); described for the registry.
+    const ParamSpec row_mask{"row_mask", "rm", {"true"}, "true"};
+    for (const char* g : {"dwconv2d_fwd_rows", "dwconv2d_bwd_data_rows"})
+        v.push_back({g, {fwd_tile, fwd_chunk, pixels, stage, par_rows, rows, row_mask}});
+    v.push_back({"dwconv2d_bwd_weight_rows",
+                 {{"tile", "t", {"1", "3", "5", "7", "8", "10", "12"}, "12"},
+                  {"chunk", "c", {"4", "6", "8", "10", "12"}, "8"},
+                  {"par_rows", "pr", kBool, "false"},
+                  row_mask}});
     v.push_back({"dwconv2d_taps_fwd",
                  {{"tile", "t", {"7", "8", "10", "12", "14", "16"}, "14"},
                   {"rows_per_task", "r", {"2", "4", "8", "16"}, "8"}}});
