@@ -3,9 +3,10 @@
 //     medians over --steps steps after warm-up, (fwd + bwd) / fwd against the <= 3.5x target,
 //     with the kernels that ran and how they were chosen;
 //     and, per block, each pass of the fused branch layer vs one layer per branch;
-//  2. the whole step, dense vs --sparsity with SLaK's per-weight masks and with lane-row masks
-//     (measured kernel choice), in rounds of K steps each that rotate which goes first, so
-//     machine drift hits all three; the ratio per round and its median.
+//  2. the whole step, dense vs --sparsity with SLaK's per-weight masks (ERK densities) and with
+//     lane-row masks (ERK, and uniform densities: row-mask depth-wise kernels, linears on their
+//     kept blocks), in rounds of --steps steps each that rotate which goes first, so machine
+//     drift hits all four; the ratio per round and its median.
 // Inputs are random (N(0,1) images, uniform labels): step time does not depend on the values.
 //
 //   bench_train [--models=slak-fmnist,replknet-fmnist] [--sizes=32,64] [--batch=64]
@@ -335,19 +336,26 @@ int main(int argc, char** argv) {
             branch_passes(g, out, name, size, batch);
             row_mask_passes(g, out, name, size, batch, 1.0 - sparsity);
 
-            // 2. Dense vs sparse steps (SLaK per-weight masks, and lane-row masks), in rounds
-            // that rotate which trainer goes first: no order bias.
-            train::TrainOptions ow = options(total, sparsity), orow = ow;
+            // 2. Dense vs sparse steps (SLaK per-weight masks; lane-row masks, whose depth-wise
+            // layers skip pruned rows and whose linears run on the kept blocks, with ERK and
+            // with uniform densities), in rounds that rotate which trainer goes first: no order
+            // bias.
+            train::TrainOptions ow = options(total, sparsity), orow = ow, ouni = ow;
             orow.mask_structure = train::MaskStructure::LaneRows;
-            train::Trainer sparse(g, ow), rows(g, orow);
-            for (int s = 0; s < warmup; ++s) sparse.step(b.x, b.y), rows.step(b.x, b.y);
-            train::Trainer* tr[3] = {&dense, &sparse, &rows};
-            const char* tag[3] = {"dense", "weight", "lane-rows"};
-            std::vector<double> all[3], ratio[3];
+            ouni.mask_structure = train::MaskStructure::LaneRows;
+            ouni.mask_init = train::MaskInit::Uniform;
+            train::Trainer sparse(g, ow), rows(g, orow), uni(g, ouni);
+            for (int s = 0; s < warmup; ++s)
+                sparse.step(b.x, b.y), rows.step(b.x, b.y), uni.step(b.x, b.y);
+            constexpr int K = 4;
+            train::Trainer* tr[K] = {&dense, &sparse, &rows, &uni};
+            const char* tag[K] = {"weight masks (ERK)", "lane-rows masks (ERK)",
+                                  "lane-rows masks (uniform)"};
+            std::vector<double> all[K], ratio[K];
             for (int r = 0; r < rounds; ++r) {
-                double med[3];
-                for (int k = 0; k < 3; ++k) {
-                    const int which = (r + k) % 3;
+                double med[K];
+                for (int k = 0; k < K; ++k) {
+                    const int which = (r + k) % K;
                     std::vector<double> t;
                     for (int s = 0; s < steps; ++s) {
                         const double t0 = now_ms();
@@ -357,21 +365,27 @@ int main(int argc, char** argv) {
                     med[which] = median(t);
                     all[which].push_back(med[which]);
                 }
-                for (int k = 1; k < 3; ++k) ratio[k].push_back(med[k] / med[0]);
+                for (int k = 1; k < K; ++k) ratio[k].push_back(med[k] / med[0]);
                 if (out)
                     out << name << ',' << size << ',' << batch << ",step,round" << r << ",step,"
-                        << med[0] << ',' << med[1] << ',' << med[2]
-                        << ",\"dense ms, sparse (weight) ms, sparse (lane-rows) ms\"\n";
+                        << med[0] << ',' << med[1] << ',' << med[2] << ',' << med[3]
+                        << ",\"dense ms, sparse (weight ERK) ms, sparse (lane-rows ERK) ms, "
+                           "sparse (lane-rows uniform) ms\"\n";
             }
             std::printf("  step: dense %.2f ms (medians of %d rounds x %d steps)\n", median(all[0]),
                         rounds, steps);
-            for (int k = 1; k < 3; ++k) {
-                std::printf("  sparsity %.2f, %s masks: %.2f ms; sparse / dense per round:",
-                            sparsity, tag[k], median(all[k]));
+            for (int k = 1; k < K; ++k) {
+                std::printf("  sparsity %.2f, %s: %.2f ms; sparse / dense per round:", sparsity,
+                            tag[k - 1], median(all[k]));
                 for (double v : ratio[k]) std::printf(" %.3f", v);
                 std::printf("; median %.3f\n", median(ratio[k]));
-                int sp = 0, rm = 0, dn = 0;
+                int sp = 0, rm = 0, dn = 0, cg = 0, dg = 0;
                 for (const auto& t : tr[k]->last_times()) {
+                    if (t.op == "linear" || (t.op == "conv2d" && t.kernels.rfind("gemm", 0) == 0))
+                        (t.kernels.find(" blocks") != std::string::npos &&
+                                 t.kernels.find("dense; lane blocks") == std::string::npos
+                             ? cg
+                             : dg) += 1;
                     if (!depthwise(t.op)) continue;
                     if (t.kernels.rfind("sparse kernels", 0) == 0) {
                         ++sp;
@@ -382,10 +396,10 @@ int main(int argc, char** argv) {
                     }
                 }
                 std::printf(
-                    "    depth-wise layers by the trainer's measured choice: %d on the per-channel "
-                    "sparse kernels, %d with row-mask kernels, %d on dense kernels (masked "
-                    "weights)\n",
-                    sp, rm, dn);
+                    "    depth-wise layers: %d on the per-channel sparse kernels, %d with row-mask "
+                    "kernels, %d on dense kernels (masked weights); 1x1 / linear layers: %d on "
+                    "their kept blocks, %d dense\n",
+                    sp, rm, dn, cg, dg);
             }
         }
     }

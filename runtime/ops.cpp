@@ -365,6 +365,12 @@ std::string gemm_kernel_name(const BlockedTensor& x, const PackedLinear& w, Devi
     return gemm_kernel(x, w, d, "").name;
 }
 
+std::vector<std::string> gemm_kernel_names(Device d) {
+    std::vector<std::string> v;
+    for (const GemmVariant& g : gemm_variants(d)) v.push_back(g.k->name);
+    return v;
+}
+
 void gemm(const BlockedTensor& x, const PackedLinear& w, const Epilogue& e, BlockedTensor& y,
           Device d, const std::string& kernel) {
     check_layout("gemm", "x", x);

@@ -371,7 +371,7 @@ void transpose_linear(const PackedLinear& w, PackedLinear& wt, Device d) {
 }
 
 void linear_backward_data(const BlockedTensor& dy, const PackedLinear& wt, BlockedTensor& dx,
-                          Device d, bool accumulate) {
+                          Device d, bool accumulate, const std::string& kernel) {
     check_layout("linear_backward_data", "dy", dy);
     if (dy.channels != wt.in_channels) {
         throw std::invalid_argument("train_ops::linear_backward_data: tensor 'dy' has shape " +
@@ -382,7 +382,7 @@ void linear_backward_data(const BlockedTensor& dy, const PackedLinear& wt, Block
     check_shape("linear_backward_data", "dx", dx, {dy.n(), wt.out_channels, dy.h(), dy.w()});
     ops::Epilogue e;
     if (accumulate) e.residual = &dx;
-    ops::gemm(dy, wt, e, dx, d);
+    ops::gemm(dy, wt, e, dx, d, kernel);
 }
 
 Halide::Runtime::Buffer<float, 3> make_linear_weight_grad(int in_channels, int out_channels) {
@@ -401,6 +401,12 @@ Halide::Runtime::Buffer<float, 3> make_linear_weight_grad(int in_channels, int o
 std::string linear_wgrad_kernel_name(const BlockedTensor& x, const BlockedTensor& dy, Device d) {
     (void)x;
     return wgrad_kernel(dy.blocks(), d, "").name;
+}
+
+std::vector<std::string> linear_wgrad_kernel_names(Device d) {
+    std::vector<std::string> v;
+    for (const WgradVariant& g : wgrad_variants(d)) v.push_back(g.k->name);
+    return v;
 }
 
 void linear_backward_weight(const BlockedTensor& x, const BlockedTensor& dy,

@@ -64,9 +64,10 @@ PackedLinear make_linear_transposed(const PackedLinear& w);
 // wt = W^T from the packed forward weights, on the device (after an optimizer step).
 void transpose_linear(const PackedLinear& w, PackedLinear& wt, Device d = Device::Cpu);
 // dx (+)= W^T dy: dy [N, Co, H, W], wt = W^T (pack_linear_transposed / transpose_linear),
-// dx [N, Ci, H, W].
+// dx [N, Ci, H, W]. `kernel` names an ops::gemm variant; empty: ops::gemm's choice.
 void linear_backward_data(const BlockedTensor& dy, const PackedLinear& wt, BlockedTensor& dx,
-                          Device d = Device::Cpu, bool accumulate = false);
+                          Device d = Device::Cpu, bool accumulate = false,
+                          const std::string& kernel = "");
 
 // The weight-gradient buffer of a layer: PackedLinear::weight's shape, zero.
 Halide::Runtime::Buffer<float, 3> make_linear_weight_grad(int in_channels, int out_channels);
@@ -79,6 +80,9 @@ void linear_backward_weight(const BlockedTensor& x, const BlockedTensor& dy,
                             const std::string& kernel = "");
 // The weight-gradient variant linear_backward_weight runs for this shape on d (diagnostics).
 std::string linear_wgrad_kernel_name(const BlockedTensor& x, const BlockedTensor& dy, Device d);
+// Every compiled weight-gradient variant on d; like the GEMMs' (ops::gemm_kernel_names) their
+// results are bitwise equal.
+std::vector<std::string> linear_wgrad_kernel_names(Device d);
 // Packed [Co, Ci] weights or gradients (PackedLinear::weight layout) -> Tensor [Co, Ci] (host).
 Tensor unpack_linear(const Halide::Runtime::Buffer<float, 3>& packed, int in_channels,
                      int out_channels);

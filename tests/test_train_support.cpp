@@ -241,6 +241,112 @@ TEST(Sparsity, LaneRowGroupsStayWhole) {
     EXPECT_EQ(parse_mask_structure("lane-rows"), MaskStructure::LaneRows);
 }
 
+// Lane-block masks of Linear weights: the longer axis is blocked (output blocks for [4C, C],
+// input blocks for [C, 4C]); init, prune-and-regrow and SNIP keep whole blocks and the kept
+// count; the block of largest L1 survives; non-uniform masks and unsuitable shapes are refused.
+TEST(Sparsity, LaneBlockGroupsStayWhole) {
+    graph::ModelOptions mo;
+    mo.image_size = 32;
+    mo.num_classes = 10;
+    graph::Graph g = graph::build_model("slak-test", mo);
+    graph::init_weights(g, 2, graph::InitMode::Test);
+    const auto keys = maskable_params(g);
+    std::set<std::string> lin;
+    for (const auto& n : g.nodes)
+        if (n.op == graph::OpKind::Linear) {
+            const Shape& s = g.param(n.param("weight")).shape;
+            if ((std::max(s[0], s[1]) + 15) / 16 >= 2) lin.insert(n.param("weight"));
+        }
+    ASSERT_GE(lin.size(), 2u);
+    MaskSet m;
+    m.set_lane_blocks(g, lin);
+    bool out = false, in = false;
+    for (const auto& k : lin) {
+        const Shape& s = g.param(k).shape;
+        EXPECT_EQ(m.lane_axis(k), s[0] >= s[1] ? LaneAxis::Out : LaneAxis::In) << k;
+        (s[0] >= s[1] ? out : in) = true;
+    }
+    EXPECT_TRUE(out && in);
+    std::mt19937_64 rng(5);
+    m.init_random(g, layer_densities(g, keys, 0.6, MaskInit::Uniform), rng);
+    auto check_uniform = [&](const std::string& k) {
+        const Shape& s = g.param(k).shape;
+        const bool o = m.lane_axis(k) == LaneAxis::Out;
+        const std::vector<uint8_t> f = m.block_flags(k);
+        EXPECT_EQ(f.size(), size_t(((o ? s[0] : s[1]) + 15) / 16));
+        const float* mk = m.masks().at(k).data<float>();
+        for (int64_t r = 0; r < s[0]; ++r)
+            for (int64_t c = 0; c < s[1]; ++c)
+                ASSERT_EQ(mk[r * s[1] + c] != 0, f[size_t((o ? r : c) / 16)] != 0)
+                    << k << " [" << r << ", " << c << "]";
+    };
+    std::map<std::string, int64_t> kept, kept_blocks;
+    auto blocks_on = [&](const std::string& k) {
+        const std::vector<uint8_t> f = m.block_flags(k);
+        return std::count(f.begin(), f.end(), uint8_t(1));
+    };
+    for (const auto& k : lin) {
+        check_uniform(k);
+        kept[k] = m.kept(k);
+        kept_blocks[k] = blocks_on(k);
+        EXPECT_LT(kept[k], m.total(k)) << k << " not pruned at density 0.6";
+    }
+    m.apply(g);
+    for (int round = 0; round < 3; ++round) {
+        EXPECT_GT(m.prune_and_regrow(g, 0.5, rng), 0);
+        for (const auto& k : lin) {
+            check_uniform(k);
+            EXPECT_EQ(blocks_on(k), kept_blocks[k]) << k;  // as many regrown as pruned
+            const Tensor& w = g.params.at(k).value;
+            for (int64_t i = 0; i < w.numel(); ++i)
+                if (m.masks().at(k).data<float>()[i] == 0) ASSERT_EQ(w.data<float>()[i], 0.0f);
+        }
+    }
+    // Whole blocks move, so the kept count holds when every block is full (16 | the axis).
+    for (const auto& k : lin) {
+        const Shape& s = g.param(k).shape;
+        if ((m.lane_axis(k) == LaneAxis::Out ? s[0] : s[1]) % 16 == 0)
+            EXPECT_EQ(m.kept(k), kept[k]) << k;
+    }
+    // The block of largest L1 survives pruning half the kept blocks (of the key keeping most).
+    std::string k0 = *lin.begin();
+    for (const auto& k : lin)
+        if (blocks_on(k) > blocks_on(k0)) k0 = k;
+    ASSERT_GE(blocks_on(k0), 2);
+    const std::vector<uint8_t> f0 = m.block_flags(k0);
+    const int big = int(std::find(f0.begin(), f0.end(), uint8_t(1)) - f0.begin());
+    const Shape& s0 = g.param(k0).shape;
+    const bool o0 = m.lane_axis(k0) == LaneAxis::Out;
+    float* w0 = g.params.at(k0).value.data<float>();
+    for (int64_t r = 0; r < s0[0]; ++r)
+        for (int64_t c = 0; c < s0[1]; ++c)
+            if ((o0 ? r : c) / 16 == big) w0[r * s0[1] + c] = 100.0f;
+    m.prune_and_regrow(g, 0.5, rng);
+    EXPECT_TRUE(m.block_flags(k0)[size_t(big)]) << "the block of largest L1 was pruned";
+    std::map<std::string, Tensor> scores;
+    for (const auto& k : keys) {
+        Tensor sc(DType::F32, g.param(k).shape);
+        for (int64_t i = 0; i < sc.numel(); ++i) sc.data<float>()[i] = float((i * 7919) % 1000);
+        scores[k] = sc;
+    }
+    m.init_snip(g, scores, 0.6);
+    for (const auto& k : lin) check_uniform(k);
+    m.masks().at(k0).data<float>()[0] = 1.0f - m.masks().at(k0).data<float>()[0];
+    try {
+        m.block_flags(k0);
+        ADD_FAILURE() << "a non-uniform mask was accepted";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find(std::string(o0 ? "output" : "input") + " block 0"),
+                  std::string::npos)
+            << e.what();
+    }
+    std::string dw;
+    for (const auto& n : g.nodes)
+        if (n.op == graph::OpKind::DwConv2d) dw = n.param("weight");
+    EXPECT_THROW(m.set_lane_blocks(g, {dw}), std::invalid_argument);  // not a Linear weight
+    EXPECT_THROW(m.block_flags(dw), std::invalid_argument);
+}
+
 TEST(Checkpoint, RoundTripsTensorsAndRngExactly) {
     std::mt19937_64 rng(99);
     for (int i = 0; i < 1000; ++i) rng();

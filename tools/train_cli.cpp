@@ -73,8 +73,9 @@ void register_train(CLI::App& app, TrainArgs& a) {
     a.cmd->add_option("--mask-init", a.mask_init, "uniform | erk | snip")->capture_default_str();
     a.cmd
         ->add_option("--mask-structure", a.mask_structure,
-                     "depth-wise masks: weight (SLaK, per weight) | lane-rows (per 16-channel "
-                     "block and kernel row: the kernels skip pruned rows)")
+                     "weight (SLaK, per weight) | lane-rows (depth-wise: per 16-channel block "
+                     "and kernel row, the kernels skip pruned rows; linears: whole 16-channel "
+                     "blocks, the GEMMs run on the kept ones)")
         ->check(CLI::IsMember({"weight", "lane-rows"}))
         ->capture_default_str();
     a.cmd->add_option("--seed", r.train.seed, "initialisation, data order, masks")

@@ -41,6 +41,20 @@ std::vector<int64_t> lane_row_groups(const Shape& s, int64_t* count) {
     return grp;
 }
 
+// Element -> group of a lane-block [Co, Ci(, 1, 1)] tensor: co / 16 (out) or ci / 16 (in).
+std::vector<int64_t> lane_block_groups(const Shape& s, bool out, int64_t* count) {
+    const int64_t Co = s[0], Ci = s[1];
+    *count = ((out ? Co : Ci) + 15) / 16;
+    std::vector<int64_t> grp(size_t(Co * Ci));
+    for (int64_t o = 0; o < Co; ++o)
+        for (int64_t i = 0; i < Ci; ++i) grp[size_t(o * Ci + i)] = (out ? o : i) / 16;
+    return grp;
+}
+
+bool pointwise_shape(const Shape& s) {
+    return (s.size() == 2 || (s.size() == 4 && s[2] == 1 && s[3] == 1)) && s[0] > 0 && s[1] > 0;
+}
+
 struct Moved {
     int64_t groups = 0, weights = 0;
 };
@@ -101,36 +115,95 @@ std::string mask_structure_name(MaskStructure s) {
 }
 
 void MaskSet::set_lane_rows(const graph::Graph& g, const std::set<std::string>& keys) {
-    lane_rows_.clear();
+    for (auto it = groups_.begin(); it != groups_.end();)
+        it = it->second.kind == Grouping::DwRows ? groups_.erase(it) : std::next(it);
     for (const std::string& k : keys) {
         const Shape& s = g.param(k).shape;
         if (s.size() != 4 || s[1] != 1)
             throw std::invalid_argument("lane-row mask for '" + k +
                                         "': not a depth-wise [C,1,kh,kw] weight");
-        lane_rows_[k] = s;
+        groups_[k] = Groups{Grouping::DwRows, s};
     }
 }
 
-std::vector<uint8_t> MaskSet::row_flags(const std::string& key) const {
-    auto it = lane_rows_.find(key);
-    if (it == lane_rows_.end())
-        throw std::invalid_argument("row_flags: '" + key + "' is not a lane-row key");
+void MaskSet::set_lane_blocks(const graph::Graph& g, const std::set<std::string>& keys) {
+    for (auto it = groups_.begin(); it != groups_.end();)
+        it = it->second.kind != Grouping::DwRows ? groups_.erase(it) : std::next(it);
+    for (const std::string& k : keys) {
+        const Shape& s = g.param(k).shape;
+        if (!pointwise_shape(s))
+            throw std::invalid_argument("lane-block mask for '" + k + "': shape " +
+                                        shape_to_string(s) +
+                                        " is not a Linear / 1x1 conv weight [Co, Ci(, 1, 1)]");
+        const bool out = s[0] >= s[1];
+        if ((std::max(s[0], s[1]) + 15) / 16 < 2)
+            throw std::invalid_argument("lane-block mask for '" + k + "': shape " +
+                                        shape_to_string(s) +
+                                        " has fewer than two 16-channel blocks on its longer axis");
+        groups_[k] = Groups{out ? Grouping::OutBlocks : Grouping::InBlocks, s};
+    }
+}
+
+const MaskSet::Groups* MaskSet::groups(const std::string& key) const {
+    auto it = groups_.find(key);
+    return it == groups_.end() ? nullptr : &it->second;
+}
+
+std::vector<int64_t> MaskSet::group_map(const Groups& gr, int64_t* count) {
+    if (gr.kind == Grouping::DwRows) return lane_row_groups(gr.shape, count);
+    return lane_block_groups(gr.shape, gr.kind == Grouping::OutBlocks, count);
+}
+
+bool MaskSet::lane_rows(const std::string& key) const {
+    const Groups* gr = groups(key);
+    return gr && gr->kind == Grouping::DwRows;
+}
+
+bool MaskSet::lane_blocks(const std::string& key) const {
+    const Groups* gr = groups(key);
+    return gr && gr->kind != Grouping::DwRows;
+}
+
+LaneAxis MaskSet::lane_axis(const std::string& key) const {
+    if (!lane_blocks(key))
+        throw std::invalid_argument("lane_axis: '" + key + "' is not a lane-block key");
+    return groups(key)->kind == Grouping::OutBlocks ? LaneAxis::Out : LaneAxis::In;
+}
+
+std::vector<uint8_t> MaskSet::group_flags(const std::string& key, const Groups& gr) const {
     const Tensor& m = masks_.at(key);
     int64_t count = 0;
-    const std::vector<int64_t> grp = lane_row_groups(it->second, &count);
+    const std::vector<int64_t> grp = group_map(gr, &count);
     std::vector<int8_t> f(size_t(count), -1);
     for (size_t i = 0; i < grp.size(); ++i) {
         const int8_t v = m.data<float>()[i] != 0 ? 1 : 0;
         int8_t& fg = f[size_t(grp[i])];
-        if (fg >= 0 && fg != v)
-            throw std::runtime_error("mask of '" + key + "' is not uniform over lane block " +
-                                     std::to_string(grp[i] / it->second[2]) + ", kernel row " +
-                                     std::to_string(grp[i] % it->second[2]) +
-                                     " (a lane-rows mask keeps or prunes whole rows of 16 "
-                                     "channels)");
+        if (fg >= 0 && fg != v) {
+            const std::string where =
+                gr.kind == Grouping::DwRows
+                    ? "lane block " + std::to_string(grp[i] / gr.shape[2]) + ", kernel row " +
+                          std::to_string(grp[i] % gr.shape[2]) +
+                          " (a lane-rows mask keeps or prunes whole rows of 16 channels)"
+                    : std::string(gr.kind == Grouping::OutBlocks ? "output" : "input") + " block " +
+                          std::to_string(grp[i]) +
+                          " (a lane-block mask keeps or prunes 16 channels at once)";
+            throw std::runtime_error("mask of '" + key + "' is not uniform over " + where);
+        }
         fg = v;
     }
     return std::vector<uint8_t>(f.begin(), f.end());
+}
+
+std::vector<uint8_t> MaskSet::row_flags(const std::string& key) const {
+    if (!lane_rows(key))
+        throw std::invalid_argument("row_flags: '" + key + "' is not a lane-row key");
+    return group_flags(key, *groups(key));
+}
+
+std::vector<uint8_t> MaskSet::block_flags(const std::string& key) const {
+    if (!lane_blocks(key))
+        throw std::invalid_argument("block_flags: '" + key + "' is not a lane-block key");
+    return group_flags(key, *groups(key));
 }
 
 MaskInit parse_mask_init(const std::string& s) {
@@ -218,9 +291,9 @@ void MaskSet::init_random(const graph::Graph& g, const std::map<std::string, dou
     for (const auto& [key, d] : density) {
         const graph::Param& p = g.param(key);
         const int64_t n = shape_numel(p.shape);
-        if (lane_rows(key)) {
+        if (const Groups* gr = groups(key)) {
             int64_t count = 0;
-            const std::vector<int64_t> grp = lane_row_groups(p.shape, &count);
+            const std::vector<int64_t> grp = group_map(*gr, &count);
             const int64_t keep =
                 std::clamp<int64_t>(int64_t(std::llround(d * double(count))), 1, count);
             const std::vector<uint8_t> pos = random_positions(count, keep, rng);
@@ -260,10 +333,10 @@ void MaskSet::init_snip(const graph::Graph& g, const std::map<std::string, Tenso
             kept += on;
         }
         if (kept == 0) m.data<float>()[0] = 1.0f;  // never an empty layer
-        if (lane_rows(key)) {
+        if (const Groups* gr = groups(key)) {
             // As many whole groups as the layer's share of the global top-k, by summed score.
             int64_t count = 0;
-            const std::vector<int64_t> grp = lane_row_groups(s.shape(), &count);
+            const std::vector<int64_t> grp = group_map(*gr, &count);
             std::vector<double> score(size_t(count), 0.0);
             for (int64_t i = 0; i < s.numel(); ++i)
                 score[size_t(grp[size_t(i)])] += s.data<float>()[i];
@@ -299,9 +372,9 @@ int64_t MaskSet::prune_and_regrow(graph::Graph& g, double rate, std::mt19937_64&
         float* mk = m.data<float>();
         float* wv = w.data<float>();
         const int64_t n = m.numel();
-        if (lane_rows(key)) {
+        if (const Groups* gr = groups(key)) {
             int64_t count = 0;
-            const std::vector<int64_t> grp = lane_row_groups(lane_rows_.at(key), &count);
+            const std::vector<int64_t> grp = group_map(*gr, &count);
             moved += prune_groups(mk, wv, grp, count, rate, rng).weights;
             continue;
         }

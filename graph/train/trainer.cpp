@@ -13,6 +13,7 @@
 #include "graph/node_workload.h"
 #include "graph/train/memory_plan.h"
 #include "runtime/dw_train.h"
+#include "runtime/lane_blocks.h"
 #include "runtime/layers.h"
 #include "runtime/op_runner.h"
 #include "runtime/ops.h"
@@ -127,6 +128,29 @@ struct NodeState {
     Halide::Runtime::Buffer<float, 3> dlin;
     ChannelVector dbias;
     bool has_bias = false;
+    // GEMM variants (forward, backward-data, backward-weight; empty: the registry's choice),
+    // timed at the first forward / backward on these shapes when measure_gemm.
+    struct GemmVariants {
+        std::string fwd, bd, bw;
+        bool fwd_timed = false, bwd_timed = false;
+    } kv;
+    // Lane-block masked: the GEMMs on the kept blocks (runtime/lane_blocks.h). wc / wc_t are
+    // re-gathered after every update, dwc is the compact weight gradient of one backward, act
+    // the compact input (input axis, kept for the backward) or output (output axis), dact its
+    // gradient. Compact and dense GEMMs compute the same numbers (the pruned terms are exact
+    // zeros), so which runs is a matter of time: the node runs dense for 3 micro-batches, then
+    // compact for 3, and keeps the faster (the first of each untimed: variant timing).
+    struct Compact {
+        bool on = false, out_axis = true;
+        std::vector<int> kept;
+        ops::PackedLinear wc, wc_t;
+        Halide::Runtime::Buffer<float, 3> dwc;
+        BlockedTensor act, dact;
+        GemmVariants kv;
+        int trials = 0, choice = -1;  // choice: -1 measuring, 0 dense, 1 compact
+        bool use = false;             // this micro-batch's mode
+        double t_fwd = 0, t_dense = 0, t_compact = 0;
+    } cmp;
     // k x k conv
     ops::ConvGeometry geom;
     ops::PackedConv2d conv;
@@ -638,6 +662,179 @@ struct Trainer::Impl {
                 keys.insert(g.nodes[i].param("weight"));
         return keys;
     }
+    // Masked Linear / 1x1 conv weights with two or more lane blocks on the longer axis.
+    std::set<std::string> lane_block_keys() const {
+        const auto maskable = maskable_params(g);
+        const std::set<std::string> mk(maskable.begin(), maskable.end());
+        std::set<std::string> keys;
+        for (size_t i = 0; i < g.nodes.size(); ++i) {
+            const Node& n = g.nodes[i];
+            if ((n.op != OpKind::Conv2d && n.op != OpKind::Linear) || !ns[i].lin.in_channels ||
+                !mk.count(n.param("weight")))
+                continue;
+            const Shape& sh = g.param(n.param("weight")).shape;
+            if ((std::max(sh[0], sh[1]) + 15) / 16 >= 2) keys.insert(n.param("weight"));
+        }
+        return keys;
+    }
+    // A GEMM node's compact form from its current lane-block mask (after init, resume, prune);
+    // off for other nodes or with compact_gemm Never.
+    void set_compact(size_t i) {
+        const Node& n = g.nodes[i];
+        NodeState& s = ns[i];
+        auto& c = s.cmp;
+        const bool was_on = c.on;
+        const size_t was_kept = c.kept.size();
+        c.on = false;
+        if ((n.op != OpKind::Conv2d && n.op != OpKind::Linear) || !s.lin.in_channels) return;
+        const std::string& key = n.param("weight");
+        if (o.compact_gemm != TrainOptions::Compact::Never && masks.lane_blocks(key) &&
+            masks.masks().count(key)) {
+            c.out_axis = masks.lane_axis(key) == LaneAxis::Out;
+            const std::vector<uint8_t> flags = masks.block_flags(key);
+            c.kept = train_ops::kept_blocks(flags);
+            c.on = c.kept.size() < flags.size();  // all kept (ERK: small layers): dense GEMMs
+        }
+        if (!c.on) return;
+        if (!was_on || c.kept.size() != was_kept) {  // other compact shapes: measure again
+            c.kv = NodeState::GemmVariants{};
+            c.trials = 0;
+            c.choice = o.compact_gemm == TrainOptions::Compact::Always ? 1 : -1;
+            c.t_dense = c.t_compact = 0;
+        }
+        c.wc = train_ops::make_linear_blocks(s.lin, c.kept, c.out_axis);
+        c.wc_t = train_ops::make_linear_transposed(c.wc);
+        c.dwc = train_ops::make_linear_weight_grad(c.wc.in_channels, c.wc.out_channels);
+        c.act = BlockedTensor{};
+        c.dact = BlockedTensor{};
+    }
+    // The fastest of `names` for run(name): one untimed call each, then the least time of two.
+    template <typename F>
+    std::string fastest_of(const std::vector<std::string>& names, F run) {
+        std::string best;
+        double best_ms = std::numeric_limits<double>::infinity();
+        for (const std::string& k : names) {
+            run(k);
+            double t = std::numeric_limits<double>::infinity();
+            for (int rep = 0; rep < 2; ++rep) {
+                const double t0 = now_ms();
+                run(k);
+                t = std::min(t, now_ms() - t0);
+            }
+            if (t < best_ms) best_ms = t, best = k;
+        }
+        return best;
+    }
+    // y = gemm(x, w) with the forward variant of kv (timed first when due).
+    void gemm_forward(NodeState::GemmVariants& kv, const BlockedTensor& x,
+                      const ops::PackedLinear& w, BlockedTensor& y) {
+        if (o.measure_gemm && !kv.fwd_timed) {
+            kv.fwd = fastest_of(ops::gemm_kernel_names(d), [&](const std::string& k) {
+                ops::gemm(x, w, ops::Epilogue{}, y, d, k);
+            });
+            kv.fwd_timed = true;
+        }
+        ops::gemm(x, w, ops::Epilogue{}, y, d, kv.fwd);
+    }
+    // dx = wt dy (overwritten) with the backward-data variant of kv.
+    void gemm_backward_data(NodeState::GemmVariants& kv, const BlockedTensor& dy,
+                            const ops::PackedLinear& wt, BlockedTensor& dx) {
+        if (o.measure_gemm && !kv.bwd_timed)
+            kv.bd = fastest_of(ops::gemm_kernel_names(d), [&](const std::string& k) {
+                train_ops::linear_backward_data(dy, wt, dx, d, false, k);
+            });
+        train_ops::linear_backward_data(dy, wt, dx, d, false, kv.bd);
+    }
+    // dw (+)= dy x^T (no bias) with the backward-weight variant of kv, timed on a scratch buffer
+    // (accumulate holds); marks kv's backward timed.
+    void gemm_backward_weight(NodeState::GemmVariants& kv, const BlockedTensor& x,
+                              const BlockedTensor& dy, Halide::Runtime::Buffer<float, 3>& dw,
+                              bool accumulate) {
+        if (o.measure_gemm && !kv.bwd_timed) {
+            Halide::Runtime::Buffer<float, 3> tmp(dw.dim(0).extent(), dw.dim(1).extent(),
+                                                  dw.dim(2).extent());
+            kv.bw = fastest_of(train_ops::linear_wgrad_kernel_names(d), [&](const std::string& k) {
+                train_ops::linear_backward_weight(x, dy, tmp, nullptr, d, false, k);
+            });
+        }
+        train_ops::linear_backward_weight(x, dy, dw, nullptr, d, accumulate, kv.bw);
+        kv.bwd_timed = true;
+    }
+    // The forward of a 1x1 conv / Linear: dense, or on the kept blocks (measured, see Compact).
+    void gemm_node_forward(NodeState& s, const BlockedTensor& x, BlockedTensor& y) {
+        auto& c = s.cmp;
+        if (!c.on) return gemm_forward(s.kv, x, s.lin, y);
+        c.use = c.choice >= 0 ? c.choice == 1 : c.trials >= 3;
+        const double t0 = now_ms();
+        if (c.use) {
+            compact_forward(s, x, y);
+        } else {
+            gemm_forward(s.kv, x, s.lin, y);
+        }
+        c.t_fwd = now_ms() - t0;
+    }
+    void gemm_node_backward(NodeState& s, const BlockedTensor& x, const BlockedTensor& dy, int in0,
+                            bool need_dx) {
+        auto& c = s.cmp;
+        const double t0 = now_ms();
+        if (c.on && c.use) {
+            compact_backward(s, x, dy, in0, need_dx);
+        } else {
+            if (need_dx) {
+                gemm_backward_data(s.kv, dy, s.lin_t, grad_out(in0));
+                commit(in0);
+            }
+            gemm_backward_weight(s.kv, x, dy, s.dlin, /*accumulate=*/true);
+            if (s.has_bias) train_ops::bias_backward(dy, s.dbias, d, true);
+        }
+        if (!c.on || c.choice >= 0) return;
+        const double t = c.t_fwd + now_ms() - t0;
+        if (c.trials == 1 || c.trials == 2) c.t_dense += t;
+        if (c.trials == 4 || c.trials == 5) c.t_compact += t;
+        if (++c.trials == 6) c.choice = c.t_compact < c.t_dense ? 1 : 0;
+    }
+    // t as the compact tensor of `like`'s N, H, W with the kept blocks (reallocated on a change).
+    static void ensure_compact(BlockedTensor& t, const BlockedTensor& like,
+                               const std::vector<int>& kept) {
+        if (!t.buf.data() || t.n() != like.n() || t.h() != like.h() || t.w() != like.w() ||
+            t.blocks() != int(kept.size()))
+            t = train_ops::make_compact(like, kept);
+    }
+    void compact_forward(NodeState& s, const BlockedTensor& x, BlockedTensor& y) {
+        auto& c = s.cmp;
+        if (c.out_axis) {
+            ensure_compact(c.act, y, c.kept);
+            gemm_forward(c.kv, x, c.wc, c.act);
+            train_ops::scatter_blocks(c.act, c.kept, &s.lin.bias, y);  // pruned rows: bias
+        } else {
+            ensure_compact(c.act, x, c.kept);  // kept for the backward
+            train_ops::gather_blocks(x, c.kept, c.act);
+            gemm_forward(c.kv, c.act, c.wc, y);
+        }
+    }
+    void compact_backward(NodeState& s, const BlockedTensor& x, const BlockedTensor& dy, int in0,
+                          bool need_dx) {
+        auto& c = s.cmp;
+        if (c.out_axis) {
+            ensure_compact(c.dact, dy, c.kept);
+            train_ops::gather_blocks(dy, c.kept, c.dact);
+            if (need_dx) {
+                gemm_backward_data(c.kv, c.dact, c.wc_t, grad_out(in0));
+                commit(in0);
+            }
+            gemm_backward_weight(c.kv, x, c.dact, c.dwc, false);
+        } else {
+            if (need_dx) {
+                ensure_compact(c.dact, x, c.kept);
+                gemm_backward_data(c.kv, dy, c.wc_t, c.dact);
+                train_ops::scatter_blocks(c.dact, c.kept, nullptr, grad_out(in0));
+                commit(in0);
+            }
+            gemm_backward_weight(c.kv, c.act, dy, c.dwc, false);
+        }
+        train_ops::scatter_add_linear_grad(c.dwc, c.kept, c.out_axis, s.dlin);
+        if (s.has_bias) train_ops::bias_backward(dy, s.dbias, d, true);  // bias is not masked
+    }
     bool lane_rows_node(int i) const {
         const Node& n = g.nodes[size_t(i)];
         return n.has_param("weight") && masks.lane_rows(n.param("weight")) &&
@@ -987,7 +1184,7 @@ struct Trainer::Impl {
             case OpKind::Conv2d:
             case OpKind::Linear:
                 if (s.lin.in_channels) {
-                    ops::gemm(X(0), s.lin, ops::Epilogue{}, Y, d);
+                    gemm_node_forward(s, X(0), Y);
                 } else {
                     ops::conv2d(X(0), s.conv, ops::Act::None, Y, d);
                 }
@@ -1060,13 +1257,7 @@ struct Trainer::Impl {
             case OpKind::Conv2d:
             case OpKind::Linear:
                 if (s.lin.in_channels) {
-                    if (need(0)) {
-                        train_ops::linear_backward_data(dY, s.lin_t, grad_out(in(0)), d);
-                        commit(in(0));
-                    }
-                    train_ops::linear_backward_weight(X(0), dY, s.dlin,
-                                                      s.has_bias ? &s.dbias : nullptr, d,
-                                                      /*accumulate=*/true);
+                    gemm_node_backward(s, X(0), dY, in(0), need(0));
                 } else {
                     BlockedTensor* dx = need(0) ? &grad_out(in(0)) : nullptr;
                     train_ops::conv2d_backward(X(0), dY, s.convb, dx, &s.dconv,
@@ -1251,8 +1442,13 @@ struct Trainer::Impl {
         for (size_t i = 0; i < g.nodes.size(); ++i) {
             const Node& n = g.nodes[i];
             NodeState& s = ns[i];
-            if ((n.op == OpKind::Conv2d || n.op == OpKind::Linear) && s.lin.in_channels) {
-                train_ops::transpose_linear(s.lin, s.lin_t, d);
+            if (s.lin.in_channels) {
+                // W^T for the path(s) that may run: dense, compact, both while measuring.
+                if (!s.cmp.on || s.cmp.choice != 1) train_ops::transpose_linear(s.lin, s.lin_t, d);
+                if (s.cmp.on && s.cmp.choice != 0) {
+                    train_ops::gather_linear(s.lin, s.cmp.kept, s.cmp.out_axis, s.cmp.wc);
+                    train_ops::transpose_linear(s.cmp.wc, s.cmp.wc_t, d);
+                }
             } else if (n.op == OpKind::Conv2d) {
                 Slot& w = slots[size_t(s.role_slot.at("weight"))];
                 check_halide(w.value.copy_to_host(), "copy to host", d);
@@ -1293,13 +1489,15 @@ struct Trainer::Impl {
             groups_masked = true;
         }
         for (const auto& [key, m] : masks.masks()) {
-            if (masks.lane_rows(key)) masks.row_flags(key);  // throws for a non-uniform mask
+            if (masks.lane_rows(key)) masks.row_flags(key);  // throw for a non-uniform mask
+            if (masks.lane_blocks(key)) masks.block_flags(key);
             Slot& s = slots[size_t(slot_of.at(key))];
             s.mask = slot_mask(s, m);
             train_ops::mask_multiply(s.value, s.mask, d);
             ++s.version;
         }
         for (DwGroup& gr : groups) set_row_mask(gr);
+        for (size_t i = 0; i < g.nodes.size(); ++i) set_compact(i);
         after_update();
     }
 
@@ -1395,8 +1593,10 @@ Trainer::Trainer(const graph::Graph& g, const TrainOptions& o) : impl_(std::make
             }
         }
     }
-    if (o.sparsity > 0 && o.mask_structure == MaskStructure::LaneRows)
+    if (o.sparsity > 0 && o.mask_structure == MaskStructure::LaneRows) {
         m.masks.set_lane_rows(g, m.lane_row_keys());
+        m.masks.set_lane_blocks(g, m.lane_block_keys());
+    }
     if (o.sparsity > 0 && o.mask_init != MaskInit::Snip) {
         const auto keys = maskable_params(g);
         m.masks.init_random(g, layer_densities(g, keys, 1.0 - o.sparsity, o.mask_init), m.rng);
@@ -1573,6 +1773,24 @@ std::vector<Trainer::NodeTime> Trainer::last_times() const {
         } else if (s.layer) {
             t.kernels =
                 (s.sparse ? "sparse kernels: " : "OpRunner path: ") + s.layer->kernel_name();
+        } else if (s.lin.in_channels) {
+            auto name = [](const std::string& k) { return k.empty() ? "(cost model)" : k; };
+            const auto& c = s.cmp;
+            const NodeState::GemmVariants& kv = c.on && c.use ? c.kv : s.kv;
+            t.kernels = "gemm " + name(kv.fwd) + " / " + name(kv.bd) + " / " + name(kv.bw);
+            if (c.on) {
+                const int ch = c.out_axis ? s.lin.out_channels : s.lin.in_channels;
+                char buf[96];
+                std::snprintf(buf, sizeof buf, "%.3f ms vs dense %.3f ms (fwd+bwd, 2 steps)",
+                              c.t_compact, c.t_dense);
+                const std::string how = c.choice < 0   ? " (measuring)"
+                                        : c.trials < 6 ? " (always)"
+                                                       : std::string(" (") + buf + ")";
+                t.kernels += std::string(c.use ? " on " : " dense; lane blocks kept ") +
+                             std::to_string(c.kept.size()) + " of " +
+                             std::to_string((ch + 15) / 16) + (c.out_axis ? " output" : " input") +
+                             " blocks" + how;
+            }
         }
         v.push_back(t);
     }

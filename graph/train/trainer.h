@@ -68,6 +68,16 @@ struct TrainOptions {
     // ran ~15 % slower inside the step, which stayed the same (slak-fmnist 32²: 41.4 vs 41.7 ms),
     // and the choice would vary between fresh runs. Lane-row masked layers always measure.
     bool measure_variants = false;
+    // Lane-block masked Linears / 1x1 convs (mask_structure LaneRows): GEMMs on the kept blocks
+    // only (runtime/lane_blocks.h) or dense GEMMs on the masked weights. Both compute the same
+    // numbers; Measure times 2 micro-batches of each per layer and keeps the faster.
+    enum class Compact { Measure, Always, Never };
+    Compact compact_gemm = Compact::Measure;
+    // Time every compiled GEMM variant of each pass of a 1x1 conv / Linear on its first batch
+    // and keep the fastest. The variants' results are bitwise equal, so the choice cannot change
+    // training (slak-fmnist 32²: the cost model's 7-pixel tiles on 8x8 maps ran ~2x slower than
+    // the 1-pixel x 8-block tile).
+    bool measure_gemm = true;
 };
 
 struct StepResult {
