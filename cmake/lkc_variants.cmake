@@ -109,7 +109,7 @@ foreach (op IN ITEMS affine unary binary select concat layernorm softmax grn avg
     lkc_add_kernel(NAME ops_${op} GENERATOR ops_${op})
 endforeach ()
 
-# Training kernels (generators/train_*_generators.cpp, runtime/train_ops.h, docs/train_ops.md).
+# Training kernels (generators/train_*_generators.cpp, runtime/train_ops.h, docs/training.md).
 # GEMM weight gradient dW[co, k] = sum_p dy[co, p] x[k, p] (1x1 conv / Linear, and the dense conv
 # on im2col columns): t<tile>c<cob> = tile input channels x cob output blocks of 16 in registers,
 # pixels reduced in blocks of ~128 (whole rows). runtime/train_ops.cpp picks the variant. The

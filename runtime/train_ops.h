@@ -23,7 +23,7 @@
 //    device; to_host / from_blocked_tensor / channel_values read them back);
 //  - `accumulate` = true adds to the gradient output (g += ...) instead of overwriting it
 //    (micro-batch gradient accumulation); the output must then hold the previous sum.
-// Formulas and measured numbers: docs/train_ops.md.
+// Formulas and measured numbers: docs/training.md.
 #pragma once
 
 #include <cstdint>

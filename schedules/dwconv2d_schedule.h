@@ -37,11 +37,11 @@ struct CorrStages {
 struct WgradStages {
     Func dw;     // (v, u, 0, c) file layout
     Func db;     // (c)
-    Func part;   // (ci, v, u, cb, n) per-image partial gradient
-    Func gsum;   // (ci, v, u, cb) sum of part over images
+    Func part;   // (ci, v, u, cb, g) partial gradient of image group g
+    Func gsum;   // (ci, v, u, cb) sum of part over the groups
     Func dbsum;  // (ci, cb)
     Func acc;    // (ci, vi, vt, u, cb, n) register tile
-    RDom r;      // (i, jc, jj)
+    RDom r;      // (i, jc, jj, image in the group)
     RDom rn;     // over n, reduces part into dw
     RDom rdb;    // (j, i, n) for db
     Func xp, dyp;

@@ -74,8 +74,9 @@ void schedule_transposed_cpu(TransposedStages& s, const DwParams& p, const Targe
 
 // Backward weight: `tile` kernel columns x 16 channels in zmm accumulators; per output row and
 // chunk of `chunk` output columns, chunk dy vectors and chunk + tile - 1 input vectors feed
-// tile * chunk FMAs. Each (image, channel block) produces a partial gradient (its x and dy stay in
-// L2), summed over images afterwards.
+// tile * chunk FMAs. Each (group of images, channel block) produces a partial gradient (its x
+// and dy stay in L2), summed over the groups afterwards; a group is one image on maps of 16x16
+// and more, several on smaller maps (the generator's G).
 void schedule_wgrad_cpu(WgradStages& s, const DwParams& p, const Target& t) {
     Var ci("ci"), v("v"), vi("vi"), vt("vt"), u("u"), cb("cb"), n("n"), c("c"), z("z"), cbn("cbn");
     const int vl = vector_lanes(t);
@@ -89,7 +90,7 @@ void schedule_wgrad_cpu(WgradStages& s, const DwParams& p, const Target& t) {
 
     s.acc.compute_at(s.part, vt).vectorize(ci, vl).unroll(vi);
     s.acc.update()
-        .reorder(ci, vi, s.r.z, s.r.y, s.r.x, vt, u, cb, n)
+        .reorder(ci, vi, s.r.z, s.r.y, s.r.x, s.r.w, vt, u, cb, n)
         .vectorize(ci, vl)
         .unroll(vi)
         .unroll(s.r.z);

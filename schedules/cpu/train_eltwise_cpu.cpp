@@ -2,7 +2,7 @@
 // Every kernel here moves a few bytes per FLOP: the schedules aim at one pass over each tensor
 // they read, 16-lane vectors (one zmm per pixel and channel block), and parallel tasks large
 // enough for the two cores (rows of ~128 KB, or one image x channel block for pixel reductions).
-// Measured numbers: docs/train_ops.md.
+// Measured numbers: docs/training.md.
 #include "schedules/train_eltwise_schedule.h"
 
 namespace lkc::sched {
