@@ -169,10 +169,11 @@ def training_section(root, out, md):
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     md.append("## Training curves (`lkc train`)\n")
     md.append("![](report/training.png)\n")
-    md.append("| run | steps | wall s | final test accuracy |\n|---|---|---|---|")
+    md.append("| run | steps | training s (summed over resumed chunks) | final test accuracy |\n|---|---|---|---|")
     for path in logs:
         name = os.path.splitext(os.path.basename(path))[0]
         steps, loss, ev_s, ev_a, final = [], [], [], [], None
+        trained_s = 0.0  # a run resumed in chunks ends each invocation with its own final row
         for x in rows(path):
             if x["loss"]:
                 steps.append(int(x["step"]))
@@ -181,7 +182,8 @@ def training_section(root, out, md):
                 ev_s.append(int(x["step"]))
                 ev_a.append(float(x["test_acc"]))
                 if not x["loss"]:
-                    final = (int(x["step"]), float(x["elapsed_s"]), float(x["test_acc"]))
+                    trained_s += float(x["elapsed_s"])
+                    final = (int(x["step"]), trained_s, float(x["test_acc"]))
         k = 100  # moving average over 100 steps
         sm = [sum(loss[max(0, i - k + 1):i + 1]) / len(loss[max(0, i - k + 1):i + 1]) for i in range(len(loss))]
         a1.plot(steps, sm, label=name)

@@ -106,12 +106,18 @@ TEST(FashionMnist, CorruptFilesAreNamed) {
     fs::remove_all(dir);
 }
 
-TEST(Sparsity, ErkMeetsTheGlobalDensityAndPruneRegrowKeepsCounts) {
+// The tiny SLaK family at 32x32, 10 classes, test weights (seed 2): the masks' test graph.
+graph::Graph slak_test_graph() {
     graph::ModelOptions mo;
     mo.image_size = 32;
     mo.num_classes = 10;
     graph::Graph g = graph::build_model("slak-test", mo);
     graph::init_weights(g, 2, graph::InitMode::Test);
+    return g;
+}
+
+TEST(Sparsity, ErkMeetsTheGlobalDensityAndPruneRegrowKeepsCounts) {
+    graph::Graph g = slak_test_graph();
     const auto keys = maskable_params(g);
     ASSERT_FALSE(keys.empty());
     for (MaskInit init : {MaskInit::Uniform, MaskInit::Erk}) {
@@ -150,11 +156,7 @@ TEST(Sparsity, ErkMeetsTheGlobalDensityAndPruneRegrowKeepsCounts) {
 // regrown; counts hold, every group stays uniform, masked weights stay 0; SNIP keeps whole
 // groups too; a non-uniform mask is refused naming the group.
 TEST(Sparsity, LaneRowGroupsStayWhole) {
-    graph::ModelOptions mo;
-    mo.image_size = 32;
-    mo.num_classes = 10;
-    graph::Graph g = graph::build_model("slak-test", mo);
-    graph::init_weights(g, 2, graph::InitMode::Test);
+    graph::Graph g = slak_test_graph();
     const auto keys = maskable_params(g);
     std::set<std::string> dw;
     for (const auto& n : g.nodes)
@@ -245,11 +247,7 @@ TEST(Sparsity, LaneRowGroupsStayWhole) {
 // input blocks for [C, 4C]); init, prune-and-regrow and SNIP keep whole blocks and the kept
 // count; the block of largest L1 survives; non-uniform masks and unsuitable shapes are refused.
 TEST(Sparsity, LaneBlockGroupsStayWhole) {
-    graph::ModelOptions mo;
-    mo.image_size = 32;
-    mo.num_classes = 10;
-    graph::Graph g = graph::build_model("slak-test", mo);
-    graph::init_weights(g, 2, graph::InitMode::Test);
+    graph::Graph g = slak_test_graph();
     const auto keys = maskable_params(g);
     std::set<std::string> lin;
     for (const auto& n : g.nodes)
