@@ -36,11 +36,13 @@ void check_list(const char* op, const std::vector<int>& blocks, int total) {
 int64_t plane(const char* op, const char* role, const ops::BlockedTensor& t) {
     ops::check_blocked_layout(std::string("train_ops::") + op + ": ", role, t);
     const auto& b = t.buf;
-    if (b.dim(1).stride() != kLanes || b.dim(2).stride() != kLanes * b.dim(1).extent() ||
-        b.dim(3).stride() != kLanes * b.dim(1).extent() * b.dim(2).extent())
+    const int64_t p = int64_t(kLanes) * b.dim(1).extent() * b.dim(2).extent();
+    if (b.dim(0).stride() != 1 || b.dim(1).stride() != kLanes ||
+        b.dim(2).stride() != kLanes * b.dim(1).extent() || b.dim(3).stride() != p ||
+        b.dim(4).stride() != p * b.dim(3).extent())
         throw std::invalid_argument(std::string("train_ops::") + op + ": tensor '" + role +
                                     "' is not densely blocked (a crop?)");
-    return int64_t(kLanes) * b.dim(1).extent() * b.dim(2).extent();
+    return p;
 }
 
 void check_same_image(const char* op, const ops::BlockedTensor& a, const ops::BlockedTensor& b) {
@@ -52,7 +54,8 @@ void check_same_image(const char* op, const ops::BlockedTensor& a, const ops::Bl
 
 void check_packed(const char* op, const char* role, const Halide::Runtime::Buffer<float, 3>& w,
                   int in_channels, int out_channels) {
-    if (w.dim(0).extent() != kLanes || w.dim(1).extent() != kLanes * blocks_of(in_channels) ||
+    if (w.dim(0).extent() != kLanes || w.dim(0).stride() != 1 ||
+        w.dim(1).extent() != kLanes * blocks_of(in_channels) ||
         w.dim(2).extent() != blocks_of(out_channels) || w.dim(1).stride() != kLanes ||
         w.dim(2).stride() != kLanes * w.dim(1).extent())
         throw std::invalid_argument(std::string("train_ops::") + op + ": '" + role +
@@ -77,6 +80,37 @@ void par_images(int count, F body) {
     halide_do_par_for(nullptr, task, 0, count, reinterpret_cast<uint8_t*>(&c));
 }
 
+// Copies the kept blocks between a full packed weight buffer (16, 16 CIB, COB) and its compact
+// form: output blocks (out_axis; (16, 16 CIB, kc)) or input blocks ((16, 16 kc, COB)), as
+// whole 16 x 16 tiles. to_compact: compact = full's kept blocks; else full's kept blocks =
+// compact (full's other blocks untouched).
+void copy_packed_blocks(float* full, float* compact, int CIB, int COB,
+                        const std::vector<int>& blocks, bool out_axis, bool to_compact) {
+    const int64_t tile = int64_t(kLanes) * kLanes;
+    const int kc = int(blocks.size());
+    auto copy = [&](int64_t f, int64_t c, int64_t n) {
+        if (to_compact) {
+            std::memcpy(compact + c, full + f, size_t(n) * sizeof(float));
+        } else {
+            std::memcpy(full + f, compact + c, size_t(n) * sizeof(float));
+        }
+    };
+    if (out_axis) {
+        for (int j = 0; j < kc; ++j)
+            copy(int64_t(blocks[j]) * CIB * tile, int64_t(j) * CIB * tile, CIB * tile);
+    } else {
+        for (int ob = 0; ob < COB; ++ob)
+            for (int j = 0; j < kc; ++j)
+                copy((int64_t(ob) * CIB + blocks[j]) * tile, (int64_t(ob) * kc + j) * tile, tile);
+    }
+}
+
+// The whole buffer was just written on the host: no device copy is newer.
+template <typename B>
+void written_on_host(B& b) {
+    b.set_device_dirty(false);
+    b.set_host_dirty();
+}
 }  // namespace
 
 std::vector<int> kept_blocks(const std::vector<uint8_t>& flags) {
@@ -110,7 +144,7 @@ void gather_blocks(const ops::BlockedTensor& x, const std::vector<int>& blocks,
             std::memcpy(dst + (int64_t(n) * OB + j) * p, src + (int64_t(n) * XB + blocks[j]) * p,
                         size_t(p) * sizeof(float));
     });
-    out.buf.set_host_dirty();
+    written_on_host(out.buf);
 }
 
 void scatter_blocks(const ops::BlockedTensor& src, const std::vector<int>& blocks,
@@ -147,7 +181,7 @@ void scatter_blocks(const ops::BlockedTensor& src, const std::vector<int>& block
             }
         }
     });
-    dst.buf.set_host_dirty();
+    written_on_host(dst.buf);
 }
 
 ops::PackedLinear make_linear_blocks(const ops::PackedLinear& w, const std::vector<int>& blocks,
@@ -188,33 +222,21 @@ void gather_linear(const ops::PackedLinear& w, const std::vector<int>& blocks, b
                                     "], not the compact shape of the block list "
                                     "(make_linear_blocks)");
     host(w.weight);
-    const int CIB = blocks_of(w.in_channels), COB = blocks_of(w.out_channels);
-    const float* src = w.weight.data();
-    float* dst = wc.weight.data();
-    const int64_t tile = int64_t(kLanes) * kLanes;
+    copy_packed_blocks(w.weight.data(), wc.weight.data(), blocks_of(w.in_channels),
+                       blocks_of(w.out_channels), blocks, out_axis, true);
     if (out_axis) {
-        for (int j = 0; j < kc; ++j)
-            std::memcpy(dst + j * CIB * tile, src + int64_t(blocks[j]) * CIB * tile,
-                        size_t(CIB * tile) * sizeof(float));
         host(w.bias.buf);
         for (int j = 0; j < kc; ++j)
             std::memcpy(wc.bias.buf.data() + j * kLanes,
                         w.bias.buf.data() + int64_t(blocks[j]) * kLanes, sizeof(float) * kLanes);
-        wc.bias.buf.set_host_dirty();
-    } else {
-        for (int ob = 0; ob < COB; ++ob)
-            for (int j = 0; j < kc; ++j)
-                std::memcpy(dst + (int64_t(ob) * kc + j) * tile,
-                            src + (int64_t(ob) * CIB + blocks[j]) * tile,
-                            size_t(tile) * sizeof(float));
+        written_on_host(wc.bias.buf);
     }
-    wc.weight.set_host_dirty();
+    written_on_host(wc.weight);
 }
 
-void scatter_add_linear_grad(const Halide::Runtime::Buffer<float, 3>& dwc,
-                             const std::vector<int>& blocks, bool out_axis,
-                             Halide::Runtime::Buffer<float, 3>& dw) {
-    const char* op = "scatter_add_linear_grad";
+void copy_linear_grad(Halide::Runtime::Buffer<float, 3>& dw, const std::vector<int>& blocks,
+                      bool out_axis, Halide::Runtime::Buffer<float, 3>& dwc, bool to_compact) {
+    const char* op = "copy_linear_grad";
     const int CIB = dw.dim(1).extent() / kLanes, COB = dw.dim(2).extent();
     check_packed(op, "dw", dw, kLanes * CIB, kLanes * COB);
     check_list(op, blocks, out_axis ? COB : CIB);
@@ -223,22 +245,12 @@ void scatter_add_linear_grad(const Halide::Runtime::Buffer<float, 3>& dwc,
                  out_axis ? kLanes * kc : kLanes * COB);
     host(dwc);
     host(dw);
-    const int64_t tile = int64_t(kLanes) * kLanes;
-    const float* s = dwc.data();
-    float* d = dw.data();
-    auto add = [](float* to, const float* from, int64_t n) {
-        for (int64_t i = 0; i < n; ++i) to[i] += from[i];
-    };
-    if (out_axis) {
-        for (int j = 0; j < kc; ++j)
-            add(d + int64_t(blocks[j]) * CIB * tile, s + int64_t(j) * CIB * tile, CIB * tile);
+    copy_packed_blocks(dw.data(), dwc.data(), CIB, COB, blocks, out_axis, to_compact);
+    if (to_compact) {
+        written_on_host(dwc);
     } else {
-        for (int ob = 0; ob < COB; ++ob)
-            for (int j = 0; j < kc; ++j)
-                add(d + (int64_t(ob) * CIB + blocks[j]) * tile, s + (int64_t(ob) * kc + j) * tile,
-                    tile);
+        dw.set_host_dirty();
     }
-    dw.set_host_dirty();
 }
 
 }  // namespace lkc::train_ops

@@ -38,10 +38,12 @@ ops::PackedLinear make_linear_blocks(const ops::PackedLinear& w, const std::vect
                                      bool out_axis);
 void gather_linear(const ops::PackedLinear& w, const std::vector<int>& blocks, bool out_axis,
                    ops::PackedLinear& wc);
-// dw (the full packed gradient) += dwc (the compact one, make_linear_blocks' weight shape) at
-// the kept blocks.
-void scatter_add_linear_grad(const Halide::Runtime::Buffer<float, 3>& dwc,
-                             const std::vector<int>& blocks, bool out_axis,
-                             Halide::Runtime::Buffer<float, 3>& dw);
+// Copies the kept blocks of a packed weight gradient between the full buffer dw and the compact
+// dwc (make_linear_blocks' weight shape): to_compact, dwc = dw's kept blocks; else dw's kept
+// blocks = dwc, its other blocks untouched. The trainer brings the running sum in, lets the
+// weight-gradient kernel accumulate onto it and copies it back, so a micro-batch sum rounds
+// exactly as the dense kernel's (prior + pixel-block partials, in order).
+void copy_linear_grad(Halide::Runtime::Buffer<float, 3>& dw, const std::vector<int>& blocks,
+                      bool out_axis, Halide::Runtime::Buffer<float, 3>& dwc, bool to_compact);
 
 }  // namespace lkc::train_ops

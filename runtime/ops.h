@@ -104,7 +104,7 @@ void gemm(const BlockedTensor& x, const PackedLinear& w, const Epilogue& e, Bloc
 // The variant gemm runs for x and w on d (diagnostics).
 std::string gemm_kernel_name(const BlockedTensor& x, const PackedLinear& w, Device d);
 // Every compiled GEMM variant on d. They differ in register tiles and loop order only, not in the
-// order of the reduction: their outputs are bitwise equal (tests/test_train_ops.cpp), so a
+// order of the reduction: their outputs are bitwise equal (tests/test_lane_blocks.cpp), so a
 // caller may time them and keep the fastest.
 std::vector<std::string> gemm_kernel_names(Device d);
 

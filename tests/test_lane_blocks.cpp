@@ -1,6 +1,7 @@
 // Block-sparse GEMMs by compaction (runtime/lane_blocks.h): the kept output or input blocks of a
 // Linear, gathered, multiplied by the dense kernels and scattered back, against naive double
-// loops over the block-masked weights (forward with bias on pruned output rows, dx, dW); the
+// loops over the block-masked weights (forward with bias on pruned output rows, dx, dW onto a
+// running sum); the
 // GEMM and weight-gradient variants give bitwise-equal results (the trainer times them and
 // keeps the fastest); bad block lists and shapes are refused naming the problem.
 #include <gtest/gtest.h>
@@ -99,35 +100,46 @@ void run_case(const Case& s, uint32_t seed) {
     // Stale values in the outputs must be overwritten everywhere.
     yb.buf.fill(7.0f);
     dxb.buf.fill(7.0f);
-    Halide::Runtime::Buffer<float, 3> dwb = to::make_linear_weight_grad(s.ci, s.co);
+    // dW starts from a running sum (an earlier micro-batch): the kept blocks come in, the kernel
+    // accumulates onto them, they go back; the pruned blocks keep their values.
+    const Tensor prior = random_tensor({s.co, s.ci}, g);
+    Halide::Runtime::Buffer<float, 3> dwb = ops::pack_linear(prior, nullptr).weight;
     Halide::Runtime::Buffer<float, 3> dwc =
         to::make_linear_weight_grad(wc.in_channels, wc.out_channels);
+    to::copy_linear_grad(dwb, kept, s.out_axis, dwc, true);
     if (s.out_axis) {
         ops::BlockedTensor yc = to::make_compact(yb, kept), dyc = to::make_compact(dyb, kept);
         ops::gemm(xb, wc, ops::Epilogue{}, yc);
         to::scatter_blocks(yc, kept, &full.bias, yb);
         to::gather_blocks(dyb, kept, dyc);
         to::linear_backward_data(dyc, wct, dxb);
-        to::linear_backward_weight(xb, dyc, dwc, nullptr);
+        to::linear_backward_weight(xb, dyc, dwc, nullptr, Device::Cpu, true);
     } else {
         ops::BlockedTensor xc = to::make_compact(xb, kept), dxc = to::make_compact(xb, kept);
         to::gather_blocks(xb, kept, xc);
         ops::gemm(xc, wc, ops::Epilogue{}, yb);
         to::linear_backward_data(dyb, wct, dxc);
         to::scatter_blocks(dxc, kept, nullptr, dxb);
-        to::linear_backward_weight(xc, dyb, dwc, nullptr);
+        to::linear_backward_weight(xc, dyb, dwc, nullptr, Device::Cpu, true);
     }
-    to::scatter_add_linear_grad(dwc, kept, s.out_axis, dwb);
-    to::scatter_add_linear_grad(dwc, kept, s.out_axis, dwb);  // adds: twice the gradient
+    to::copy_linear_grad(dwb, kept, s.out_axis, dwc, false);
     expect_close(ops::from_blocked_tensor(yb), y, ym, name + " y");
     expect_close(ops::from_blocked_tensor(dxb), dx, dxm, name + " dx");
-    for (size_t k = 0; k < dw.size(); ++k) dw[k] *= 2, dwm[k] *= 2;
-    expect_close(to::unpack_linear(dwb, s.ci, s.co), dw, dwm, name + " dW (added twice)");
-    // Padding lanes of the outputs stay zero.
-    ops::to_host(yb);
-    for (int i = 0; i < s.n; ++i)
-        for (int c = s.co; c < yb.blocks() * 16; ++c)
-            ASSERT_EQ(yb.buf(c % 16, 0, 0, c / 16, i), 0.0f) << name << " y padding lane " << c;
+    for (size_t k = 0; k < dw.size(); ++k) {
+        dw[k] += prior.data<float>()[k];
+        dwm[k] += std::fabs(prior.data<float>()[k]);
+    }
+    expect_close(to::unpack_linear(dwb, s.ci, s.co), dw, dwm, name + " dW (onto a prior sum)");
+    // Padding lanes of the outputs stay zero at every pixel.
+    for (ops::BlockedTensor* t : {&yb, &dxb}) {
+        ops::to_host(*t);
+        for (int i = 0; i < t->n(); ++i)
+            for (int c = t->channels; c < t->blocks() * 16; ++c)
+                for (int yy = 0; yy < t->h(); ++yy)
+                    for (int xx = 0; xx < t->w(); ++xx)
+                        ASSERT_EQ(t->buf(c % 16, xx, yy, c / 16, i), 0.0f)
+                            << name << " padding lane " << c;
+    }
 }
 
 TEST(LaneBlocks, CompactGemmsMatchTheMaskedReference) {
@@ -197,7 +209,7 @@ TEST(LaneBlocks, BadBlockListsAndShapesAreRefused) {
     ops::PackedLinear wc = to::make_linear_blocks(p, {0, 2}, true);
     expect_msg([&] { to::gather_linear(p, {1}, true, wc); }, "not the compact shape");
     Halide::Runtime::Buffer<float, 3> dw = to::make_linear_weight_grad(20, 48);
-    expect_msg([&] { to::scatter_add_linear_grad(wc.weight, {0}, true, dw); }, "'dwc'");
+    expect_msg([&] { to::copy_linear_grad(dw, {0}, true, wc.weight, false); }, "'dwc'");
 }
 
 }  // namespace

@@ -402,8 +402,9 @@ TEST(Trainer, LaneRowMasksRunTheRowMaskKernels) {
 // Lane-block masked Linears (mask structure lane-rows) run their GEMMs on the kept blocks: the
 // pruned terms are exact zeros, so the losses and every trained parameter (biases of pruned
 // output rows included) are bitwise those of dense GEMMs on the masked weights, over 6 AdamW
-// steps with pruning; both axes occur; the measured choice (3 dense micro-batches, then 3
-// compact) changes nothing either and is decided after 6; the masks stay whole blocks.
+// steps of 2 micro-batches with pruning; both axes occur; the measured choice (3 dense
+// micro-batches, then 3 compact) changes nothing either and is decided after 6; the masks stay
+// whole blocks.
 TEST(Trainer, LaneBlockLinearsMatchDenseGemmsOnMaskedWeights) {
     const graph::Graph g = tiny("slak-test", 4);
     const Tensor x = random_input(g, 6);
@@ -415,6 +416,7 @@ TEST(Trainer, LaneBlockLinearsMatchDenseGemmsOnMaskedWeights) {
     o.mask_structure = MaskStructure::LaneRows;
     o.prune_every = 2;
     o.total_steps = 8;
+    o.grad_accum = 2;  // the compact weight gradient accumulates onto the running sum
     TrainOptions od = o, om = o;
     o.compact_gemm = TrainOptions::Compact::Always;
     od.compact_gemm = TrainOptions::Compact::Never;

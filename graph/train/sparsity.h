@@ -28,7 +28,8 @@ MaskInit parse_mask_init(const std::string& s);  // "uniform" | "erk" | "snip"
 //             two lane blocks on their longer axis get one bit per 16-channel block of that
 //             axis (output blocks when Co >= Ci, else input blocks): the trainer runs them as
 //             dense GEMMs on the kept blocks (graph/train/trainer.cpp).
-// Other masked tensors (k x k convs) are per weight either way.
+// Other masked tensors (k x k convs, Linears with one block on the longer axis, 1x1 convs the
+// trainer does not run as a GEMM: stride or groups != 1) are per weight either way.
 enum class MaskStructure { Weight, LaneRows };
 // The blocked axis of a lane-block Linear mask.
 enum class LaneAxis { Out, In };

@@ -815,6 +815,9 @@ struct Trainer::Impl {
     void compact_backward(NodeState& s, const BlockedTensor& x, const BlockedTensor& dy, int in0,
                           bool need_dx) {
         auto& c = s.cmp;
+        // The kept blocks' running gradient sum goes in and the kernel accumulates onto it, as
+        // the dense kernel does (prior + pixel-block partials): bitwise equal over micro-batches.
+        train_ops::copy_linear_grad(s.dlin, c.kept, c.out_axis, c.dwc, true);
         if (c.out_axis) {
             ensure_compact(c.dact, dy, c.kept);
             train_ops::gather_blocks(dy, c.kept, c.dact);
@@ -822,7 +825,7 @@ struct Trainer::Impl {
                 gemm_backward_data(c.kv, c.dact, c.wc_t, grad_out(in0));
                 commit(in0);
             }
-            gemm_backward_weight(c.kv, x, c.dact, c.dwc, false);
+            gemm_backward_weight(c.kv, x, c.dact, c.dwc, true);
         } else {
             if (need_dx) {
                 ensure_compact(c.dact, x, c.kept);
@@ -830,9 +833,9 @@ struct Trainer::Impl {
                 train_ops::scatter_blocks(c.dact, c.kept, nullptr, grad_out(in0));
                 commit(in0);
             }
-            gemm_backward_weight(c.kv, c.act, dy, c.dwc, false);
+            gemm_backward_weight(c.kv, c.act, dy, c.dwc, true);
         }
-        train_ops::scatter_add_linear_grad(c.dwc, c.kept, c.out_axis, s.dlin);
+        train_ops::copy_linear_grad(s.dlin, c.kept, c.out_axis, c.dwc, false);
         if (s.has_bias) train_ops::bias_backward(dy, s.dbias, d, true);  // bias is not masked
     }
     bool lane_rows_node(int i) const {
