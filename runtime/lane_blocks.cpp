@@ -52,6 +52,22 @@ void check_same_image(const char* op, const ops::BlockedTensor& a, const ops::Bl
                                     shape_to_string(b.shape()) + " differ in N, H or W");
 }
 
+// A full tensor and its compact form for the block list (same N, H, W; one compact block per
+// listed block); returns the floats of one (block, image) plane.
+int64_t check_compact_pair(const char* op, const char* full_role, const ops::BlockedTensor& full,
+                           const char* compact_role, const ops::BlockedTensor& compact,
+                           const std::vector<int>& blocks) {
+    const int64_t p = plane(op, full_role, full);
+    plane(op, compact_role, compact);
+    check_same_image(op, full, compact);
+    check_list(op, blocks, full.blocks());
+    if (compact.blocks() != int(blocks.size()))
+        throw std::invalid_argument(std::string("train_ops::") + op + ": '" + compact_role +
+                                    "' has " + std::to_string(compact.blocks()) +
+                                    " blocks, expected " + std::to_string(blocks.size()));
+    return p;
+}
+
 void check_packed(const char* op, const char* role, const Halide::Runtime::Buffer<float, 3>& w,
                   int in_channels, int out_channels) {
     if (w.dim(0).extent() != kLanes || w.dim(0).stride() != 1 ||
@@ -127,14 +143,7 @@ ops::BlockedTensor make_compact(const ops::BlockedTensor& x, const std::vector<i
 
 void gather_blocks(const ops::BlockedTensor& x, const std::vector<int>& blocks,
                    ops::BlockedTensor& out) {
-    const int64_t p = plane("gather_blocks", "x", x);
-    plane("gather_blocks", "out", out);
-    check_same_image("gather_blocks", x, out);
-    check_list("gather_blocks", blocks, x.blocks());
-    if (out.blocks() != int(blocks.size()))
-        throw std::invalid_argument("train_ops::gather_blocks: 'out' has " +
-                                    std::to_string(out.blocks()) + " blocks, expected " +
-                                    std::to_string(blocks.size()));
+    const int64_t p = check_compact_pair("gather_blocks", "x", x, "out", out, blocks);
     host(x.buf);
     const float* src = x.buf.data();
     float* dst = out.buf.data();
@@ -149,14 +158,7 @@ void gather_blocks(const ops::BlockedTensor& x, const std::vector<int>& blocks,
 
 void scatter_blocks(const ops::BlockedTensor& src, const std::vector<int>& blocks,
                     const ops::ChannelVector* fill, ops::BlockedTensor& dst) {
-    const int64_t p = plane("scatter_blocks", "dst", dst);
-    plane("scatter_blocks", "src", src);
-    check_same_image("scatter_blocks", src, dst);
-    check_list("scatter_blocks", blocks, dst.blocks());
-    if (src.blocks() != int(blocks.size()))
-        throw std::invalid_argument("train_ops::scatter_blocks: 'src' has " +
-                                    std::to_string(src.blocks()) + " blocks, expected " +
-                                    std::to_string(blocks.size()));
+    const int64_t p = check_compact_pair("scatter_blocks", "dst", dst, "src", src, blocks);
     if (fill) ops::check_channel_vector("train_ops::scatter_blocks: ", "fill", *fill, dst.channels);
     host(src.buf);
     if (fill) host(fill->buf);

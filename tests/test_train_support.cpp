@@ -116,6 +116,29 @@ graph::Graph slak_test_graph() {
     return g;
 }
 
+// A fixed, non-constant score per weight of each key (SNIP tests).
+std::map<std::string, Tensor> patterned_scores(const graph::Graph& g,
+                                               const std::vector<std::string>& keys) {
+    std::map<std::string, Tensor> scores;
+    for (const auto& k : keys) {
+        Tensor sc(DType::F32, g.param(k).shape);
+        for (int64_t i = 0; i < sc.numel(); ++i) sc.data<float>()[i] = float((i * 7919) % 1000);
+        scores[k] = sc;
+    }
+    return scores;
+}
+
+// fn (reading a grouped mask made non-uniform) must throw std::runtime_error naming `where`.
+template <typename F>
+void expect_non_uniform_refused(F fn, const std::string& where) {
+    try {
+        fn();
+        ADD_FAILURE() << "a non-uniform mask was accepted";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find(where), std::string::npos) << e.what();
+    }
+}
+
 TEST(Sparsity, ErkMeetsTheGlobalDensityAndPruneRegrowKeepsCounts) {
     graph::Graph g = slak_test_graph();
     const auto keys = maskable_params(g);
@@ -217,23 +240,11 @@ TEST(Sparsity, LaneRowGroupsStayWhole) {
     m.prune_and_regrow(g, 0.9, rng);
     EXPECT_TRUE(m.row_flags(k0)[big]) << "the group of largest L1 was pruned";
     // SNIP with lane rows: whole groups.
-    std::map<std::string, Tensor> scores;
-    for (const auto& k : keys) {
-        Tensor sc(DType::F32, g.param(k).shape);
-        for (int64_t i = 0; i < sc.numel(); ++i) sc.data<float>()[i] = float((i * 7919) % 1000);
-        scores[k] = sc;
-    }
-    m.init_snip(g, scores, 0.6);
+    m.init_snip(g, patterned_scores(g, keys), 0.6);
     for (const auto& k : dw) check_uniform(k);
     // A per-weight mask under a lane-row key is refused, naming the group.
     m.masks().at(k0).data<float>()[0] = 1.0f - m.masks().at(k0).data<float>()[0];
-    try {
-        m.row_flags(k0);
-        ADD_FAILURE() << "a non-uniform mask was accepted";
-    } catch (const std::runtime_error& e) {
-        EXPECT_NE(std::string(e.what()).find("lane block 0, kernel row 0"), std::string::npos)
-            << e.what();
-    }
+    expect_non_uniform_refused([&] { m.row_flags(k0); }, "lane block 0, kernel row 0");
     std::string linear;
     for (const auto& n : g.nodes)
         if (n.op == graph::OpKind::Linear) linear = n.param("weight");
@@ -321,23 +332,11 @@ TEST(Sparsity, LaneBlockGroupsStayWhole) {
             if ((o0 ? r : c) / 16 == big) w0[r * s0[1] + c] = 100.0f;
     m.prune_and_regrow(g, 0.5, rng);
     EXPECT_TRUE(m.block_flags(k0)[size_t(big)]) << "the block of largest L1 was pruned";
-    std::map<std::string, Tensor> scores;
-    for (const auto& k : keys) {
-        Tensor sc(DType::F32, g.param(k).shape);
-        for (int64_t i = 0; i < sc.numel(); ++i) sc.data<float>()[i] = float((i * 7919) % 1000);
-        scores[k] = sc;
-    }
-    m.init_snip(g, scores, 0.6);
+    m.init_snip(g, patterned_scores(g, keys), 0.6);
     for (const auto& k : lin) check_uniform(k);
     m.masks().at(k0).data<float>()[0] = 1.0f - m.masks().at(k0).data<float>()[0];
-    try {
-        m.block_flags(k0);
-        ADD_FAILURE() << "a non-uniform mask was accepted";
-    } catch (const std::runtime_error& e) {
-        EXPECT_NE(std::string(e.what()).find(std::string(o0 ? "output" : "input") + " block 0"),
-                  std::string::npos)
-            << e.what();
-    }
+    expect_non_uniform_refused([&] { m.block_flags(k0); },
+                               std::string(o0 ? "output" : "input") + " block 0");
     std::string dw;
     for (const auto& n : g.nodes)
         if (n.op == graph::OpKind::DwConv2d) dw = n.param("weight");

@@ -320,6 +320,17 @@ TEST(Trainer, KernelChoicesComeBackFromTheCheckpoint) {
     }
 }
 
+// AdamW lr 0.01, sparsity 0.4 with lane-row masks, pruning every 2 of 8 steps.
+TrainOptions lane_rows_adamw() {
+    TrainOptions o = plain_sgd(0.01);
+    o.optimizer = "adamw";
+    o.sparsity = 0.4;
+    o.mask_structure = MaskStructure::LaneRows;
+    o.prune_every = 2;
+    o.total_steps = 8;
+    return o;
+}
+
 // Lane-row masks: the masked depth-wise layers run one layer each with their row mask; the
 // row-mask kernels forced through the checkpoint (train.dw_variants) give the loss of the
 // variants without a mask (pruned rows are zero weights either way) within 1e-5, and the masks
@@ -328,12 +339,7 @@ TEST(Trainer, LaneRowMasksRunTheRowMaskKernels) {
     const graph::Graph g = tiny("slak-test", 4);
     const Tensor x = random_input(g, 5);
     const std::vector<int32_t> y = {0, 1, 2, 3};
-    TrainOptions o = plain_sgd(0.01);
-    o.optimizer = "adamw";
-    o.sparsity = 0.4;
-    o.mask_structure = std::getenv("WEIGHT") ? MaskStructure::Weight : MaskStructure::LaneRows;
-    o.prune_every = std::getenv("PE") ? std::atoi(std::getenv("PE")) : 2;
-    o.total_steps = 8;
+    TrainOptions o = lane_rows_adamw();
     Trainer a(g, o);
     int lane_row_keys = 0;
     for (const auto& [key, mk] : a.masks().masks())
@@ -409,13 +415,8 @@ TEST(Trainer, LaneBlockLinearsMatchDenseGemmsOnMaskedWeights) {
     const graph::Graph g = tiny("slak-test", 4);
     const Tensor x = random_input(g, 6);
     const std::vector<int32_t> y = {0, 1, 2, 3};
-    TrainOptions o = plain_sgd(0.01);
-    o.optimizer = "adamw";
-    o.sparsity = 0.4;
+    TrainOptions o = lane_rows_adamw();
     o.mask_init = MaskInit::Uniform;
-    o.mask_structure = MaskStructure::LaneRows;
-    o.prune_every = 2;
-    o.total_steps = 8;
     o.grad_accum = 2;  // the compact weight gradient accumulates onto the running sum
     TrainOptions od = o, om = o;
     o.compact_gemm = TrainOptions::Compact::Always;
