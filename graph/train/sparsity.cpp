@@ -51,10 +51,6 @@ std::vector<int64_t> lane_block_groups(const Shape& s, bool out, int64_t* count)
     return grp;
 }
 
-bool pointwise_shape(const Shape& s) {
-    return (s.size() == 2 || (s.size() == 4 && s[2] == 1 && s[3] == 1)) && s[0] > 0 && s[1] > 0;
-}
-
 struct Moved {
     int64_t groups = 0, weights = 0;
 };
@@ -102,7 +98,15 @@ Moved prune_groups(float* mk, float* wv, const std::vector<int64_t>& grp, int64_
     return mv;
 }
 
+bool pointwise_shape(const Shape& s) {
+    return (s.size() == 2 || (s.size() == 4 && s[2] == 1 && s[3] == 1)) && s[0] > 0 && s[1] > 0;
+}
+
 }  // namespace
+
+bool lane_blockable(const Shape& s) {
+    return pointwise_shape(s) && (std::max(s[0], s[1]) + 15) / 16 >= 2;
+}
 
 MaskStructure parse_mask_structure(const std::string& s) {
     if (s == "weight") return MaskStructure::Weight;
@@ -136,7 +140,7 @@ void MaskSet::set_lane_blocks(const graph::Graph& g, const std::set<std::string>
                                         shape_to_string(s) +
                                         " is not a Linear / 1x1 conv weight [Co, Ci(, 1, 1)]");
         const bool out = s[0] >= s[1];
-        if ((std::max(s[0], s[1]) + 15) / 16 < 2)
+        if (!lane_blockable(s))
             throw std::invalid_argument("lane-block mask for '" + k + "': shape " +
                                         shape_to_string(s) +
                                         " has fewer than two 16-channel blocks on its longer axis");

@@ -33,6 +33,8 @@ MaskInit parse_mask_init(const std::string& s);  // "uniform" | "erk" | "snip"
 enum class MaskStructure { Weight, LaneRows };
 // The blocked axis of a lane-block Linear mask.
 enum class LaneAxis { Out, In };
+// A [Co, Ci] or [Co, Ci, 1, 1] weight with at least two 16-channel blocks on its longer axis.
+bool lane_blockable(const Shape& s);
 MaskStructure parse_mask_structure(const std::string& s);  // "weight" | "lane-rows"
 std::string mask_structure_name(MaskStructure s);
 

@@ -672,8 +672,7 @@ struct Trainer::Impl {
             if ((n.op != OpKind::Conv2d && n.op != OpKind::Linear) || !ns[i].lin.in_channels ||
                 !mk.count(n.param("weight")))
                 continue;
-            const Shape& sh = g.param(n.param("weight")).shape;
-            if ((std::max(sh[0], sh[1]) + 15) / 16 >= 2) keys.insert(n.param("weight"));
+            if (lane_blockable(g.param(n.param("weight")).shape)) keys.insert(n.param("weight"));
         }
         return keys;
     }
@@ -695,18 +694,16 @@ struct Trainer::Impl {
             c.kept = train_ops::kept_blocks(flags);
             c.on = c.kept.size() < flags.size();  // all kept (ERK: small layers): dense GEMMs
         }
-        if (!c.on) return;
-        if (!was_on || c.kept.size() != was_kept) {  // other compact shapes: measure again
-            c.kv = NodeState::GemmVariants{};
-            c.trials = 0;
-            c.choice = o.compact_gemm == TrainOptions::Compact::Always ? 1 : -1;
-            c.t_dense = c.t_compact = 0;
-        }
+        // Same compact shapes (a prune moves blocks, not their count): the buffers stay, and
+        // after_update re-gathers the weights. Other shapes: new buffers, measure again.
+        if (!c.on || (was_on && c.kept.size() == was_kept)) return;
+        c.kv = NodeState::GemmVariants{};
+        c.trials = 0;
+        c.choice = o.compact_gemm == TrainOptions::Compact::Always ? 1 : -1;
+        c.t_dense = c.t_compact = 0;
         c.wc = train_ops::make_linear_blocks(s.lin, c.kept, c.out_axis);
         c.wc_t = train_ops::make_linear_transposed(c.wc);
         c.dwc = train_ops::make_linear_weight_grad(c.wc.in_channels, c.wc.out_channels);
-        c.act = BlockedTensor{};
-        c.dact = BlockedTensor{};
     }
     // The fastest of `names` for run(name): one untimed call each, then the least time of two.
     template <typename F>
